@@ -1,0 +1,193 @@
+"""The one storage interface every backend implements (SQLite now, PostgreSQL later).
+
+Conventions shared by all methods:
+
+* Mailbox names are Unicode ``str`` with ``/`` as the hierarchy delimiter; ``INBOX``
+  is always spelled ``INBOX`` (callers fold case before calling).
+* Flags are ``frozenset[str]``: system flags in canonical case (``\\Seen``,
+  ``\\Answered``, ``\\Flagged``, ``\\Deleted``, ``\\Draft``), keywords as first stored.
+  ``\\Recent`` is never stored: it is session state (see :meth:`claim_recent`).
+* Every change to a message (append, flag change, expunge) gets a new modification
+  sequence from its mailbox's counter (RFC 7162): per-message ``modseq`` and per-mailbox
+  ``highest_modseq``. Expunged UIDs are kept with the modseq of their expunge so that a
+  session can learn "what changed since modseq N" — the basis of IDLE/NOOP updates today
+  and of QRESYNC later.
+* A coroutine returns only after the change is durable (committed and synced); a
+  change that raised left nothing behind.
+* After each committed change the store calls the listeners registered with
+  :meth:`subscribe` for the account (on the event loop), so other sessions wake up.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    address: str
+    password_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxInfo:
+    id: int
+    account_id: int
+    name: str
+    uidvalidity: int
+    uidnext: int
+    highest_modseq: int
+    special_use: frozenset[str]  # e.g. {"\\Sent"}
+    subscribed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxStatus:
+    """Counters for STATUS and SELECT. ``size`` is the sum of RFC822.SIZE (STATUS=SIZE)."""
+
+    messages: int
+    unseen: int
+    deleted: int
+    size: int
+    uidnext: int
+    uidvalidity: int
+    highest_modseq: int
+    #: number of messages with UID >= the mailbox's first-recent marker (rev1 \Recent)
+    recent: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """One message of a mailbox, as a FETCH/SEARCH needs it without reading the body."""
+
+    uid: int
+    flags: frozenset[str]
+    internal_date: datetime.datetime  # timezone-aware
+    size: int  # RFC822.SIZE: exact octets of the stored message
+    modseq: int
+    blob_id: int  # key for read_blob / read_meta; shared by copies of the same content
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    data: bytes
+    meta: bytes  # opaque, from carteiro.message (envelope, structure, part offsets)
+    flags: frozenset[str]
+    internal_date: datetime.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FlagUpdate:
+    uid: int
+    flags: frozenset[str]
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What happened in a mailbox after a given modseq (see :meth:`Store.changes_since`)."""
+
+    highest_modseq: int
+    #: messages appended or whose flags changed, ascending UID
+    updated: list[FlagUpdate]
+    #: UIDs expunged, ascending
+    expunged: list[int]
+    uidvalidity: int
+
+
+@dataclass(frozen=True, slots=True)
+class CopyResult:
+    uidvalidity: int  # of the destination
+    source_uids: list[int]
+    dest_uids: list[int]  # dest_uids[i] is the copy of source_uids[i]
+
+
+class Listener(Protocol):
+    def __call__(self, account_id: int, mailbox_id: int | None) -> None:
+        """``mailbox_id`` is None for mailbox-list changes (create/delete/rename/subscribe)."""
+
+
+class Store(Protocol):
+    """All persistent state. Every method is safe to call concurrently from many sessions."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+
+    # --- accounts ------------------------------------------------------------------
+    async def create_account(self, address: str, password_hash: str) -> Account:
+        """Creates the account with INBOX, Sent, Drafts, Trash, Junk and Archive
+        (RFC 6154 special-use on all but INBOX), all subscribed. AlreadyExists."""
+    async def get_account(self, address: str) -> Account | None:
+        """Addresses compare case-insensitively."""
+    async def list_accounts(self) -> list[Account]: ...
+    async def set_password(self, address: str, password_hash: str) -> None:
+        """NotFound."""
+    async def delete_account(self, address: str) -> None:
+        """Removes the account and all its mail. NotFound."""
+
+    # --- mailboxes -----------------------------------------------------------------
+    async def list_mailboxes(self, account_id: int) -> list[MailboxInfo]: ...
+    async def get_mailbox(self, account_id: int, name: str) -> MailboxInfo | None: ...
+    async def create_mailbox(
+        self, account_id: int, name: str, special_use: Iterable[str] = ()
+    ) -> MailboxInfo:
+        """Creates ``name`` and any missing parents (RFC 9051 §6.3.4). A new mailbox gets
+        a fresh UIDVALIDITY, never one used before by this name. AlreadyExists, InvalidName."""
+    async def delete_mailbox(self, account_id: int, name: str) -> None:
+        """Deletes the mailbox and its messages. A mailbox with children is removed too
+        (callers implement the RFC's \\Noselect rule). NotFound; NotAllowed for INBOX."""
+    async def rename_mailbox(self, account_id: int, old: str, new: str) -> None:
+        """Renames ``old`` and all its inferiors (``old/…`` → ``new/…``), creating missing
+        parents of ``new``. Renaming INBOX moves all its messages to a new mailbox
+        ``new`` and leaves INBOX empty (RFC 9051 §6.3.6). NotFound, AlreadyExists."""
+    async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
+        """Subscriptions are kept by name and may name mailboxes that do not exist."""
+    async def list_subscriptions(self, account_id: int) -> list[str]: ...
+    async def mailbox_status(self, mailbox_id: int) -> MailboxStatus:
+        """NotFound."""
+
+    # --- messages ------------------------------------------------------------------
+    async def append(self, mailbox_id: int, messages: Sequence[NewMessage]) -> CopyResult:
+        """Stores all messages atomically (MULTIAPPEND), assigning ascending UIDs.
+        Identical content is stored once. Returns the UIDs (``source_uids`` empty). NotFound."""
+    async def uids(self, mailbox_id: int) -> list[int]:
+        """All UIDs, ascending (the MSN map of a freshly selected mailbox)."""
+    async def records(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageRecord]:
+        """Records for the given UIDs (ascending input), silently skipping missing ones."""
+    async def records_range(
+        self, mailbox_id: int, first_uid: int, last_uid: int, limit: int
+    ) -> list[MessageRecord]:
+        """Records with first_uid <= uid <= last_uid, ascending, at most ``limit`` —
+        lets FETCH 1:* over a huge mailbox stream in chunks."""
+    async def read_blob(self, blob_id: int) -> bytes:
+        """The message exactly as appended. NotFound."""
+    async def read_meta(self, blob_ids: Sequence[int]) -> dict[int, bytes]:
+        """The opaque metadata stored with each blob."""
+    async def store_flags(
+        self, mailbox_id: int, uids: Sequence[int], mode: str, flags: frozenset[str]
+    ) -> list[FlagUpdate]:
+        """``mode`` is ``"+"`` (add), ``"-"`` (remove) or ``""`` (replace). Only messages
+        whose flags actually change get a new modseq and are returned."""
+    async def copy(self, source_id: int, uids: Sequence[int], dest_id: int) -> CopyResult:
+        """Copies (sharing content) into ``dest_id``, flags and internal date preserved,
+        in ascending source UID order. NotFound for a missing mailbox."""
+    async def move(self, source_id: int, uids: Sequence[int], dest_id: int) -> CopyResult:
+        """Atomic copy + expunge from the source (RFC 6851)."""
+    async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
+        """Removes messages flagged \\Deleted (restricted to ``uids`` when given);
+        returns the expunged UIDs, ascending."""
+    async def changes_since(self, mailbox_id: int, modseq: int) -> Changes:
+        """Appends, flag changes and expunges with modseq > ``modseq``. NotFound."""
+    async def claim_recent(self, mailbox_id: int) -> int:
+        """Returns the first UID that is \\Recent for the calling session and moves the
+        mailbox's marker to UIDNEXT, so no other session sees those as \\Recent."""
+
+    # --- notifications -------------------------------------------------------------
+    def subscribe(self, account_id: int, listener: Listener) -> Callable[[], None]:
+        """Registers ``listener``; returns a function that unregisters it."""
