@@ -123,11 +123,14 @@ class Store(Protocol):
     async def create_account(self, address: str, password_hash: str) -> Account:
         """Creates the account with INBOX, Sent, Drafts, Trash, Junk and Archive
         (RFC 6154 special-use on all but INBOX), all subscribed. AlreadyExists."""
+
     async def get_account(self, address: str) -> Account | None:
         """Addresses compare case-insensitively."""
+
     async def list_accounts(self) -> list[Account]: ...
     async def set_password(self, address: str, password_hash: str) -> None:
         """NotFound."""
+
     async def delete_account(self, address: str) -> None:
         """Removes the account and all its mail. NotFound."""
 
@@ -139,15 +142,19 @@ class Store(Protocol):
     ) -> MailboxInfo:
         """Creates ``name`` and any missing parents (RFC 9051 §6.3.4). A new mailbox gets
         a fresh UIDVALIDITY, never one used before by this name. AlreadyExists, InvalidName."""
+
     async def delete_mailbox(self, account_id: int, name: str) -> None:
         """Deletes the mailbox and its messages. A mailbox with children is removed too
         (callers implement the RFC's \\Noselect rule). NotFound; NotAllowed for INBOX."""
+
     async def rename_mailbox(self, account_id: int, old: str, new: str) -> None:
         """Renames ``old`` and all its inferiors (``old/…`` → ``new/…``), creating missing
         parents of ``new``. Renaming INBOX moves all its messages to a new mailbox
         ``new`` and leaves INBOX empty (RFC 9051 §6.3.6). NotFound, AlreadyExists."""
+
     async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
         """Subscriptions are kept by name and may name mailboxes that do not exist."""
+
     async def list_subscriptions(self, account_id: int) -> list[str]: ...
     async def mailbox_status(self, mailbox_id: int) -> MailboxStatus:
         """NotFound."""
@@ -156,38 +163,64 @@ class Store(Protocol):
     async def append(self, mailbox_id: int, messages: Sequence[NewMessage]) -> CopyResult:
         """Stores all messages atomically (MULTIAPPEND), assigning ascending UIDs.
         Identical content is stored once. Returns the UIDs (``source_uids`` empty). NotFound."""
+
     async def uids(self, mailbox_id: int) -> list[int]:
         """All UIDs, ascending (the MSN map of a freshly selected mailbox)."""
+
     async def records(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageRecord]:
         """Records for the given UIDs (ascending input), silently skipping missing ones."""
+
     async def records_range(
         self, mailbox_id: int, first_uid: int, last_uid: int, limit: int
     ) -> list[MessageRecord]:
         """Records with first_uid <= uid <= last_uid, ascending, at most ``limit`` —
         lets FETCH 1:* over a huge mailbox stream in chunks."""
+
     async def read_blob(self, blob_id: int) -> bytes:
         """The message exactly as appended. NotFound."""
+
     async def read_meta(self, blob_ids: Sequence[int]) -> dict[int, bytes]:
         """The opaque metadata stored with each blob."""
+
     async def store_flags(
         self, mailbox_id: int, uids: Sequence[int], mode: str, flags: frozenset[str]
     ) -> list[FlagUpdate]:
         """``mode`` is ``"+"`` (add), ``"-"`` (remove) or ``""`` (replace). Only messages
         whose flags actually change get a new modseq and are returned."""
+
     async def copy(self, source_id: int, uids: Sequence[int], dest_id: int) -> CopyResult:
         """Copies (sharing content) into ``dest_id``, flags and internal date preserved,
         in ascending source UID order. NotFound for a missing mailbox."""
+
     async def move(self, source_id: int, uids: Sequence[int], dest_id: int) -> CopyResult:
         """Atomic copy + expunge from the source (RFC 6851)."""
+
     async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
         """Removes messages flagged \\Deleted (restricted to ``uids`` when given);
         returns the expunged UIDs, ascending."""
+
     async def changes_since(self, mailbox_id: int, modseq: int) -> Changes:
         """Appends, flag changes and expunges with modseq > ``modseq``. NotFound."""
+
     async def claim_recent(self, mailbox_id: int) -> int:
         """Returns the first UID that is \\Recent for the calling session and moves the
         mailbox's marker to UIDNEXT, so no other session sees those as \\Recent."""
 
+    async def mailbox_keywords(self, mailbox_id: int) -> list[str]:
+        """Keywords ever set in the mailbox (first-seen spelling, sorted), for the FLAGS
+        and PERMANENTFLAGS responses of SELECT (RFC 9051 §7.3.5). NotFound."""
+
     # --- notifications -------------------------------------------------------------
     def subscribe(self, account_id: int, listener: Listener) -> Callable[[], None]:
         """Registers ``listener``; returns a function that unregisters it."""
+
+
+class Diagnostics(Protocol):
+    """Optional self-checks a backend may offer (conformance tests, a future fsck)."""
+
+    async def check(self) -> list[str]:
+        """Inconsistencies found (empty when sound): storage integrity, per-mailbox
+        counters against the rows, blob reference counts, unreferenced blobs."""
+
+    async def blob_count(self) -> int:
+        """Number of distinct stored message contents."""

@@ -1,0 +1,94 @@
+"""Wiring: settings → store → listeners, and graceful shutdown on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import signal
+import sys
+
+from carteiro.config import ConfigError, Settings, format_listen
+from carteiro.imap.config import ImapConfig
+from carteiro.imap.server import ImapServer
+from carteiro.net.tls import ensure_certificate, server_context
+from carteiro.store.sqlite import SqliteStore
+
+log = logging.getLogger("carteiro")
+
+
+class StartupError(Exception):
+    """A problem the operator must fix; the message says what and how."""
+
+
+def imap_config(settings: Settings, tls: object) -> ImapConfig:
+    import ssl
+
+    assert tls is None or isinstance(tls, ssl.SSLContext)
+    return ImapConfig(
+        hostname=settings.hostname,
+        tls_context=tls,
+        trusted_networks=settings.trusted_networks,
+        max_line=settings.max_line,
+        max_literal=settings.max_literal,
+        max_command=settings.max_command,
+        idle_timeout=settings.idle_timeout,
+    )
+
+
+async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    files = ensure_certificate(settings)
+    if files.generated:
+        print(f"carteiro: generated a self-signed TLS certificate: {files.cert}", flush=True)
+    tls = server_context(settings)
+    store = SqliteStore(settings.data_dir / "carteiro.db")
+    await store.open()
+    server = ImapServer(store, imap_config(settings, tls))
+    try:
+        for listen, implicit in ((settings.imap, False), (settings.imaps, True)):
+            if listen is None:
+                continue
+            host, port = listen
+            try:
+                srv = await server.listen(host, port, implicit_tls=implicit)
+            except OSError as exc:
+                what = "imaps" if implicit else "imap"
+                if exc.errno == errno.EADDRINUSE:
+                    raise StartupError(
+                        f"cannot listen on {format_listen(listen)}: the port is already in use. "
+                        f"Stop the other server or choose another port with --{what} HOST:PORT"
+                    ) from None
+                if exc.errno == errno.EACCES:
+                    raise StartupError(
+                        f"cannot listen on {format_listen(listen)}: permission denied. "
+                        f"Run as root or choose a port above 1023 with --{what} HOST:PORT"
+                    ) from None
+                raise StartupError(f"cannot listen on {format_listen(listen)}: {exc.strerror}") from None
+            for sock in srv.sockets:
+                name = sock.getsockname()
+                kind = "IMAP with implicit TLS" if implicit else "IMAP with STARTTLS"
+                print(f"carteiro: listening on {name[0]}:{name[1]} ({kind})", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        print("carteiro: shutting down", flush=True)
+        await server.shutdown()
+    finally:
+        await store.close()
+
+
+def run(settings: Settings) -> None:
+    logging.basicConfig(
+        level=getattr(logging, settings.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        asyncio.run(serve(settings))
+    except (StartupError, ConfigError) as exc:
+        print(f"carteiro: error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None

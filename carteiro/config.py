@@ -1,0 +1,306 @@
+"""Settings: a TOML file (``tomllib``) and command-line overrides → one frozen, validated
+:class:`Settings`.
+
+Every problem is reported as a :class:`ConfigError` whose message is one line saying what
+is wrong and what to do about it; the CLI prints it as is.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DEFAULT_TRUSTED_NETWORKS",
+    "ConfigError",
+    "IPNetwork",
+    "Listen",
+    "Settings",
+    "default_data_dir",
+    "format_listen",
+    "load_settings",
+    "parse_listen",
+]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Listen = tuple[str, int]
+
+MiB = 1024 * 1024
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_TRUSTED_NETWORKS: tuple[IPNetwork, ...] = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::1/128"),
+)
+ENV_DATA_DIR = "CARTEIRO_DATA_DIR"
+
+
+class ConfigError(Exception):
+    """An unreadable or invalid configuration; ``str(error)`` is a one-line message."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path
+    hostname: str = field(default_factory=socket.getfqdn)
+    #: plaintext IMAP listener (STARTTLS offered); None when off
+    imap: Listen | None = ("0.0.0.0", 143)  # noqa: S104 - listening everywhere is the point
+    #: implicit-TLS IMAP listener; None when off
+    imaps: Listen | None = ("0.0.0.0", 993)  # noqa: S104
+    #: both None: a self-signed certificate is generated under ``data_dir/tls``
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: clients from these networks may LOGIN/AUTHENTICATE without TLS
+    trusted_networks: tuple[IPNetwork, ...] = DEFAULT_TRUSTED_NETWORKS
+    #: longest command line, in octets, not counting literals
+    max_line: int = 65536
+    #: largest literal, in octets; also advertised as APPENDLIMIT
+    max_literal: int = 64 * MiB
+    #: largest whole command (lines and literals together), in octets
+    max_command: int = 128 * MiB
+    #: seconds of client silence (also inside IDLE) before the autologout
+    idle_timeout: float = 1800.0
+    log_level: str = "INFO"
+
+    @property
+    def database(self) -> Path:
+        """The SQLite database file."""
+        return self.data_dir / "carteiro.db"
+
+    @property
+    def tls_dir(self) -> Path:
+        """Where the generated self-signed certificate lives."""
+        return self.data_dir / "tls"
+
+
+def default_data_dir() -> Path:
+    """``/var/lib/carteiro`` for root, else ``~/.local/share/carteiro``."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/carteiro")
+    return Path.home() / ".local" / "share" / "carteiro"
+
+
+def parse_listen(value: str, key: str = "listen") -> Listen | None:
+    """``HOST:PORT``, ``[IPV6]:PORT`` or ``off`` (→ None). Port 0 picks a free port."""
+    text = value.strip()
+    if text.lower() == "off":
+        return None
+    hint = f'use HOST:PORT, [IPv6]:PORT or off, e.g. {key} = "127.0.0.1:1143"'
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise ConfigError(f"{key}: {value!r} is not a listen address; {hint}.")
+        port_text = rest[1:]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigError(f"{key}: {host!r} is not an IPv6 address; {hint}.") from None
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host:
+            raise ConfigError(f"{key}: {value!r} is not a listen address; {hint}.")
+        if ":" in host:
+            raise ConfigError(
+                f"{key}: {value!r} has an IPv6 address without brackets; write [{host}]:PORT."
+            )
+        if not _valid_hostname(host):
+            raise ConfigError(f"{key}: {host!r} is not a valid host; {hint}.")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(f"{key}: port {port_text!r} is not a number from 0 to 65535; {hint}.")
+    return host, int(port_text)
+
+
+def format_listen(listen: Listen | None) -> str:
+    """The inverse of :func:`parse_listen`."""
+    if listen is None:
+        return "off"
+    host, port = listen
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+_KEYS = frozenset(
+    {
+        "data_dir",
+        "hostname",
+        "imap",
+        "imaps",
+        "tls_cert",
+        "tls_key",
+        "trusted_networks",
+        "max_line",
+        "max_literal",
+        "max_command",
+        "idle_timeout",
+        "log_level",
+    }
+)
+
+
+def load_settings(
+    config_file: Path | None = None,
+    data_dir: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Reads ``config_file`` (if given), applies ``overrides`` (same keys and value types
+    as the TOML file; None values are ignored) and validates everything.
+
+    The data directory is, in order: the ``data_dir`` argument, the environment variable
+    ``CARTEIRO_DATA_DIR``, the config file's ``data_dir``, :func:`default_data_dir`.
+    Relative paths in the config file are relative to the file's directory.
+    """
+    raw: dict[str, Any] = {}
+    base = Path.cwd()
+    if config_file is not None:
+        raw = _read_toml(config_file)
+        base = config_file.parent
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            raw[key] = value
+    unknown = sorted(set(raw) - _KEYS)
+    if unknown:
+        where = f"in {config_file}" if config_file is not None else "in the settings"
+        raise ConfigError(
+            f"unknown setting {unknown[0]!r} {where}; the keys are documented in README.md."
+        )
+
+    values: dict[str, Any] = {}
+    env_dir = os.environ.get(ENV_DATA_DIR)
+    if data_dir is not None:
+        values["data_dir"] = data_dir.expanduser().absolute()
+    elif env_dir:
+        values["data_dir"] = Path(env_dir).expanduser().absolute()
+    elif "data_dir" in raw:
+        values["data_dir"] = _path(raw["data_dir"], "data_dir", base)
+    else:
+        values["data_dir"] = default_data_dir()
+
+    if "hostname" in raw:
+        hostname = _str(raw["hostname"], "hostname").strip().rstrip(".")
+        if not _valid_hostname(hostname):
+            raise ConfigError(
+                f"hostname: {hostname!r} is not a valid host name; "
+                'use the name clients connect to, e.g. hostname = "mail.example.org".'
+            )
+        values["hostname"] = hostname.lower()
+    for key in ("imap", "imaps"):
+        if key in raw:
+            values[key] = parse_listen(_str(raw[key], key), key)
+    for key in ("tls_cert", "tls_key"):
+        if key in raw:
+            values[key] = _path(raw[key], key, base)
+    if ("tls_cert" in values) != ("tls_key" in values):
+        raise ConfigError(
+            "tls_cert and tls_key must be set together; "
+            "set both, or neither to use a generated self-signed certificate."
+        )
+    if "trusted_networks" in raw:
+        values["trusted_networks"] = _networks(raw["trusted_networks"])
+    for key, minimum in (("max_line", 1024), ("max_literal", 1024), ("max_command", 1024)):
+        if key in raw:
+            values[key] = _int(raw[key], key, minimum)
+    if "idle_timeout" in raw:
+        values["idle_timeout"] = _seconds(raw["idle_timeout"], "idle_timeout")
+    if "log_level" in raw:
+        level = _str(raw["log_level"], "log_level").upper()
+        if level not in LOG_LEVELS:
+            raise ConfigError(
+                f"log_level: {raw['log_level']!r} is not a log level; "
+                f"use one of {', '.join(LOG_LEVELS)}."
+            )
+        values["log_level"] = level
+
+    settings = Settings(**values)
+    if settings.max_command < settings.max_line:
+        raise ConfigError(
+            f"max_command ({settings.max_command}) is smaller than max_line "
+            f"({settings.max_line}); raise max_command or lower max_line."
+        )
+    return settings
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; check the --config path.") from None
+    except OSError as e:
+        raise ConfigError(
+            f"cannot read config file {path}: {e.strerror or e}; check its permissions."
+        ) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML ({e}); fix the syntax.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text; save it as UTF-8.") from None
+
+
+def _valid_hostname(host: str) -> bool:
+    if not host or len(host) > 253:
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    for label in host.rstrip(".").split("."):
+        if not 1 <= len(label) <= 63 or label.startswith("-") or label.endswith("-"):
+            return False
+        if not all(c.isalnum() or c == "-" for c in label):
+            return False
+    return True
+
+
+def _str(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected a string, got {value!r}; put the value in quotes.")
+    return value
+
+
+def _path(value: Any, key: str, base: Path) -> Path:
+    text = _str(value, key)
+    if not text:
+        raise ConfigError(f"{key}: the path is empty; give a file system path.")
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else (base / path).absolute()
+
+
+def _int(value: Any, key: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key}: expected a whole number of octets, got {value!r}.")
+    if value < minimum:
+        raise ConfigError(f"{key}: {value} is too small; use at least {minimum}.")
+    return value
+
+
+def _seconds(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{key}: expected a number of seconds, got {value!r}.")
+    if not value > 0:
+        raise ConfigError(f"{key}: {value} is not positive; use a number of seconds above 0.")
+    return float(value)
+
+
+def _networks(value: Any) -> tuple[IPNetwork, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise ConfigError(
+            'trusted_networks: expected a list, e.g. trusted_networks = ["127.0.0.0/8", "::1"].'
+        )
+    networks: list[IPNetwork] = []
+    for item in value:
+        if isinstance(item, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            networks.append(item)
+            continue
+        text = _str(item, "trusted_networks")
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"trusted_networks: {text!r} is not a network; "
+                'write an address or ADDRESS/PREFIX, e.g. "10.0.0.0/8".'
+            ) from None
+    return tuple(networks)

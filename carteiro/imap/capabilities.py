@@ -1,0 +1,42 @@
+"""The capability list, which depends on the session (TLS, state). Advertise only what works."""
+
+from __future__ import annotations
+
+from carteiro.imap.config import ImapConfig
+from carteiro.imap.state import Session, State
+
+_ALWAYS = ("IMAP4rev2", "IMAP4rev1", "LITERAL+", "SASL-IR", "ENABLE", "ID")
+_AFTER_AUTH = (
+    "IDLE",
+    "NAMESPACE",
+    "UIDPLUS",
+    "UNSELECT",
+    "CHILDREN",
+    "MULTIAPPEND",
+    "MOVE",
+    "SPECIAL-USE",
+    "BINARY",
+    "ESEARCH",
+    "SEARCHRES",
+    "LIST-EXTENDED",
+    "LIST-STATUS",
+    "STATUS=SIZE",
+)
+
+
+def capabilities(session: Session, config: ImapConfig) -> list[str]:
+    caps = list(_ALWAYS)
+    if session.state is State.NOT_AUTHENTICATED:
+        if not session.tls and config.tls_context is not None:
+            caps.append("STARTTLS")
+        if session.plaintext_auth_ok:
+            caps.append("AUTH=PLAIN")
+        else:
+            caps.append("LOGINDISABLED")
+    caps.extend(_AFTER_AUTH)
+    caps.append(f"APPENDLIMIT={config.max_literal}")
+    return caps
+
+
+def capability_line(session: Session, config: ImapConfig) -> str:
+    return " ".join(capabilities(session, config))

@@ -1,0 +1,37 @@
+"""Settings the IMAP server needs, derived from the global Settings (kept small so the
+handlers do not depend on the whole configuration)."""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+from dataclasses import dataclass
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class ImapConfig:
+    hostname: str = "localhost"
+    tls_context: ssl.SSLContext | None = None
+    trusted_networks: tuple[Network, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    max_line: int = 65536
+    max_literal: int = 64 * 1024 * 1024
+    max_command: int = 80 * 1024 * 1024
+    idle_timeout: float = 1800.0
+    #: unauthenticated sessions are dropped sooner
+    login_timeout: float = 60.0
+    #: a failed login waits this long before answering (slows guessing)
+    auth_failure_delay: float = 1.0
+
+    def is_trusted(self, peer: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(peer.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return any(addr.version == n.version and addr in n for n in self.trusted_networks)

@@ -1,0 +1,51 @@
+"""APPEND with MULTIAPPEND (RFC 9051 §6.3.12, RFC 3502) and APPENDUID (RFC 4315)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+
+from carteiro.imap.handlers.base import AUTH, Context, Result, command, no, ok
+from carteiro.imap.handlers.mailboxes import account_id, name_arg
+from carteiro.imap.protocol import commands as c
+from carteiro.imap.protocol.sequence_set import ordered_uid_set
+from carteiro.message.meta import analyse
+from carteiro.store.interface import NewMessage
+
+#: messages above this are analysed in a worker thread so the loop stays responsive
+BIG_MESSAGE = 256 * 1024
+
+
+async def message_meta(data: bytes) -> bytes:
+    if len(data) > BIG_MESSAGE:
+        meta = await asyncio.to_thread(analyse, data)
+    else:
+        meta = analyse(data)
+    return meta.to_bytes()
+
+
+def now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc).astimezone().replace(microsecond=0)
+
+
+@command(c.Append, AUTH)
+async def append(ctx: Context, cmd: c.Append) -> Result:
+    box = await ctx.store.get_mailbox(account_id(ctx), name_arg(ctx, cmd.mailbox))
+    if box is None:
+        return no("Mailbox does not exist", "TRYCREATE")
+    new: list[NewMessage] = []
+    for m in cmd.messages:
+        if not m.data:
+            return no("Cannot store an empty message", "CANNOT")
+        if len(m.data) > ctx.config.max_literal:
+            return no("Message is larger than APPENDLIMIT", "TOOBIG")
+        new.append(
+            NewMessage(
+                data=m.data,
+                meta=await message_meta(m.data),
+                flags=frozenset(m.flags),
+                internal_date=m.internal_date or now(),
+            )
+        )
+    res = await ctx.store.append(box.id, new)
+    return ok("APPEND completed", f"APPENDUID {res.uidvalidity} {ordered_uid_set(res.dest_uids)}")

@@ -1,0 +1,206 @@
+"""FETCH and UID FETCH (RFC 9051 §6.4.5, RFC 3516 BINARY).
+
+Streams in chunks so ``FETCH 1:* (FLAGS)`` over 100,000 messages never holds the whole
+answer in memory, and answers ENVELOPE/BODYSTRUCTURE from metadata computed at APPEND.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from carteiro.imap.handlers.base import (
+    SELECTED,
+    CommandFailed,
+    Context,
+    Result,
+    bad,
+    command,
+    no,
+    not_uid,
+    ok,
+)
+from carteiro.imap.handlers.messages import Selection, resolve
+from carteiro.imap.protocol import commands as c
+from carteiro.imap.protocol.fetch_attrs import BinarySize, BodySection, FetchAttr, Section, Simple, sets_seen
+from carteiro.imap.protocol.wire import literal
+from carteiro.message.meta import MessageMeta
+from carteiro.message.sections import UnknownEncoding, binary_bytes, section_bytes
+from carteiro.store.interface import MessageRecord
+
+CHUNK = 500
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def format_internal_date(d: datetime.datetime) -> bytes:
+    off = d.utcoffset() or datetime.timedelta(0)
+    minutes = int(off.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    minutes = abs(minutes)
+    return (
+        f'"{d.day:02d}-{_MONTHS[d.month - 1]}-{d.year:04d} {d.hour:02d}:{d.minute:02d}:'
+        f'{d.second:02d} {sign}{minutes // 60:02d}{minutes % 60:02d}"'
+    ).encode()
+
+
+def _needs(attrs: tuple[FetchAttr, ...]) -> tuple[bool, bool]:
+    """(needs metadata, needs the raw message)."""
+    meta = raw = False
+    for a in attrs:
+        if a in (Simple.ENVELOPE, Simple.BODY, Simple.BODYSTRUCTURE):
+            meta = True
+        elif a in (Simple.RFC822, Simple.RFC822_HEADER, Simple.RFC822_TEXT):
+            raw = True
+        elif isinstance(a, (BodySection, BinarySize)):
+            raw = meta = True
+    return meta, raw
+
+
+def _partial(data: bytes, partial: tuple[int, int] | None) -> bytes:
+    if partial is None:
+        return data
+    origin, length = partial
+    return data[origin : origin + length]
+
+
+def _body_item(attr: BodySection, raw: bytes, meta: MessageMeta) -> bytes:
+    label = attr.response_label().encode()
+    if attr.binary:
+        try:
+            data = binary_bytes(raw, meta, attr.section.part)
+        except UnknownEncoding as exc:
+            raise CommandFailed(no("Unknown Content-Transfer-Encoding", "UNKNOWN-CTE")) from exc
+        if data is None:
+            return label + b" NIL"
+        data = _partial(data, attr.partial)
+        return label + b" " + literal(data, binary=b"\0" in data)
+    data = section_bytes(raw, meta, attr.section)
+    if data is None:
+        # a part that does not exist: an empty string, as Dovecot and Cyrus answer
+        data = b""
+    return label + b" " + literal(_partial(data, attr.partial))
+
+
+def _binary_size(attr: BinarySize, raw: bytes, meta: MessageMeta) -> bytes:
+    try:
+        data = binary_bytes(raw, meta, attr.part)
+    except UnknownEncoding as exc:
+        raise CommandFailed(no("Unknown Content-Transfer-Encoding", "UNKNOWN-CTE")) from exc
+    label = ("BINARY.SIZE[" + ".".join(str(p) for p in attr.part) + "]").encode()
+    return label + b" " + (b"NIL" if data is None else str(len(data)).encode())
+
+
+def render(
+    ctx: Context,
+    attrs: tuple[FetchAttr, ...],
+    msn: int,
+    rec: MessageRecord,
+    flags_first: bool,
+    meta: MessageMeta | None,
+    raw: bytes | None,
+    with_uid: bool,
+) -> bytes:
+    sel = ctx.session.selected
+    assert sel is not None
+    items: list[bytes] = []
+    if with_uid:
+        items.append(b"UID %d" % rec.uid)
+    if flags_first:
+        items.append(b"FLAGS " + sel.flags_for_display(rec.uid, rec.flags, ctx.session.rev1))
+    for a in attrs:
+        if a is Simple.UID:
+            if not with_uid:
+                items.append(b"UID %d" % rec.uid)
+        elif a is Simple.FLAGS:
+            if not flags_first:
+                items.append(b"FLAGS " + sel.flags_for_display(rec.uid, rec.flags, ctx.session.rev1))
+        elif a is Simple.INTERNALDATE:
+            items.append(b"INTERNALDATE " + format_internal_date(rec.internal_date))
+        elif a is Simple.RFC822_SIZE:
+            items.append(b"RFC822.SIZE %d" % rec.size)
+        elif a is Simple.ENVELOPE:
+            assert meta is not None
+            items.append(b"ENVELOPE " + meta.envelope)
+        elif a is Simple.BODYSTRUCTURE:
+            assert meta is not None
+            items.append(b"BODYSTRUCTURE " + meta.bodystructure)
+        elif a is Simple.BODY:
+            assert meta is not None
+            items.append(b"BODY " + meta.body)
+        elif a is Simple.RFC822:
+            assert raw is not None
+            items.append(b"RFC822 " + literal(raw))
+        elif a is Simple.RFC822_HEADER:
+            assert raw is not None and meta is not None
+            items.append(b"RFC822.HEADER " + literal(section_bytes(raw, meta, Section((), "HEADER")) or b""))
+        elif a is Simple.RFC822_TEXT:
+            assert raw is not None and meta is not None
+            items.append(b"RFC822.TEXT " + literal(section_bytes(raw, meta, Section((), "TEXT")) or b""))
+        elif isinstance(a, BodySection):
+            assert raw is not None and meta is not None
+            items.append(_body_item(a, raw, meta))
+        elif isinstance(a, BinarySize):
+            assert raw is not None and meta is not None
+            items.append(_binary_size(a, raw, meta))
+    return b"* %d FETCH (" % msn + b" ".join(items) + b")\r\n"
+
+
+async def load_records(ctx: Context, sel_uids: list[int], chunk: list[int], mailbox_id: int) -> list[MessageRecord]:
+    """Records for ``chunk`` (a sorted subset of the selection), using a range scan when
+    the chunk is contiguous in the mailbox (the common ``1:*`` case)."""
+    from bisect import bisect_left
+
+    lo = bisect_left(sel_uids, chunk[0])
+    hi = bisect_left(sel_uids, chunk[-1])
+    if hi - lo + 1 == len(chunk):
+        return await ctx.store.records_range(mailbox_id, chunk[0], chunk[-1], len(chunk))
+    return await ctx.store.records(mailbox_id, chunk)
+
+
+async def _fetch(ctx: Context, cmd: c.Fetch, sel_: Selection) -> None:
+    sel = ctx.session.selected
+    assert sel is not None
+    attrs = cmd.attrs
+    need_meta, need_raw = _needs(attrs)
+    mark_seen = not sel.readonly and any(sets_seen(a) for a in attrs)
+    for start in range(0, len(sel_.uids), CHUNK):
+        chunk = sel_.uids[start : start + CHUNK]
+        records = await load_records(ctx, sel.uids, chunk, sel.info.id)
+        seen_now: set[int] = set()
+        if mark_seen:
+            unseen = [r.uid for r in records if "\\Seen" not in r.flags]
+            if unseen:
+                updates = await ctx.store.store_flags(sel.info.id, unseen, "+", frozenset({"\\Seen"}))
+                sel.note_own(updates)
+                new_flags = {u.uid: u.flags for u in updates}
+                seen_now = set(new_flags)
+                records = [
+                    MessageRecord(r.uid, new_flags[r.uid], r.internal_date, r.size, r.modseq, r.blob_id)
+                    if r.uid in new_flags
+                    else r
+                    for r in records
+                ]
+        metas: dict[int, bytes] = {}
+        if need_meta:
+            metas = await ctx.store.read_meta(sorted({r.blob_id for r in records}))
+        for rec in records:
+            msn = sel.msn_of(rec.uid)
+            if msn is None:
+                continue
+            meta = MessageMeta.from_bytes(metas[rec.blob_id]) if need_meta else None
+            raw = await ctx.store.read_blob(rec.blob_id) if need_raw else None
+            flags_first = rec.uid in seen_now and Simple.FLAGS not in attrs
+            ctx.send(render(ctx, attrs, msn, rec, flags_first, meta, raw, cmd.uid))
+        await ctx.conn.flush()
+
+
+def _uses_msn(cmd: c.Fetch) -> bool:
+    return not_uid(cmd)
+
+
+@command(c.Fetch, SELECTED, uses_msn=_uses_msn)
+async def fetch(ctx: Context, cmd: c.Fetch) -> Result:
+    if cmd.modifiers:
+        return bad("FETCH modifiers are not supported")
+    selection = resolve(ctx, cmd.seqs, cmd.uid)
+    await _fetch(ctx, cmd, selection)
+    return ok("FETCH completed")

@@ -1,0 +1,61 @@
+"""Commands valid in any state: CAPABILITY, NOOP, LOGOUT, ID; and ENABLE, NAMESPACE."""
+
+from __future__ import annotations
+
+from carteiro import __version__
+from carteiro.imap.capabilities import capability_line
+from carteiro.imap.handlers.base import ANY, AUTH, Context, Result, command, ok
+from carteiro.imap.protocol import commands as c
+from carteiro.imap.protocol.wire import quoted
+from carteiro.imap.state import State
+
+
+@command(c.Capability, ANY)
+async def capability(ctx: Context, cmd: c.Capability) -> Result:
+    ctx.send(b"* CAPABILITY " + capability_line(ctx.session, ctx.config).encode() + b"\r\n")
+    return ok("CAPABILITY completed")
+
+
+@command(c.Noop, ANY)
+async def noop(ctx: Context, cmd: c.Noop) -> Result:
+    return ok("NOOP completed")
+
+
+@command(c.Logout, ANY)
+async def logout(ctx: Context, cmd: c.Logout) -> Result:
+    ctx.send(b"* BYE Carteiro logging out\r\n")
+    ctx.session.state = State.LOGOUT
+    return ok("LOGOUT completed")
+
+
+@command(c.Id, ANY)
+async def id_(ctx: Context, cmd: c.Id) -> Result:
+    fields = (b"name", b"Carteiro", b"version", __version__.encode())
+    ctx.send(b"* ID (" + b" ".join(quoted(f) for f in fields) + b")\r\n")
+    return ok("ID completed")
+
+
+#: what ENABLE accepts (RFC 5161); unknown names are ignored, as the RFC requires
+_ENABLEABLE = {"IMAP4REV2": "IMAP4rev2"}
+
+
+@command(c.Enable, AUTH)
+async def enable(ctx: Context, cmd: c.Enable) -> Result:
+    newly: list[str] = []
+    for cap in cmd.capabilities:
+        name = _ENABLEABLE.get(cap.upper())
+        if name is None or name in ctx.session.enabled:
+            continue
+        ctx.session.enabled.add(name)
+        newly.append(name)
+        if name == "IMAP4rev2":
+            ctx.session.rev2 = True
+            ctx.extra["utf8"] = True
+    ctx.send(b"* ENABLED" + b"".join(b" " + n.encode() for n in newly) + b"\r\n")
+    return ok("ENABLE completed")
+
+
+@command(c.Namespace, AUTH)
+async def namespace(ctx: Context, cmd: c.Namespace) -> Result:
+    ctx.send(b'* NAMESPACE (("" "/")) NIL NIL\r\n')
+    return ok("NAMESPACE completed")

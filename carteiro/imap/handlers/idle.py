@@ -1,0 +1,31 @@
+"""IDLE (RFC 2177, RFC 9051 §6.3.13): push mailbox changes until the client says DONE."""
+
+from __future__ import annotations
+
+from carteiro.imap.handlers.base import AUTH, Context, Result, bad, command, ok
+from carteiro.imap.protocol import commands as c
+from carteiro.imap.state import State
+
+
+@command(c.Idle, AUTH)
+async def idle(ctx: Context, cmd: c.Idle) -> Result:
+    ctx.send(b"+ idling\r\n")
+    await ctx.conn.sync(allow_expunge=True)
+    await ctx.conn.flush()
+    while True:
+        event = await ctx.conn.wait_change(ctx.config.idle_timeout)
+        if event == "change":
+            await ctx.conn.sync(allow_expunge=True)
+            await ctx.conn.flush()
+            continue
+        if event == "timeout":
+            ctx.send(b"* BYE Idle for too long, logging out\r\n")
+            ctx.session.state = State.LOGOUT
+            return Result("NO", "IDLE timed out", silent=True)
+        line = await ctx.conn.read_line(ctx.config.idle_timeout)
+        if line is None:
+            ctx.session.state = State.LOGOUT
+            return Result("NO", "Connection closed", silent=True)
+        if line.strip().upper() == b"DONE":
+            return ok("IDLE terminated")
+        return bad("Expected DONE")

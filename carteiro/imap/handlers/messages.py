@@ -1,0 +1,29 @@
+"""Turning a command's sequence set into the UIDs it names in the selected mailbox."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from carteiro.imap.handlers.base import CommandFailed, Context, bad
+from carteiro.imap.protocol.sequence_set import SequenceSet
+
+
+@dataclass(frozen=True)
+class Selection:
+    uids: list[int]  # ascending, all currently in the session's MSN map
+
+
+def resolve(ctx: Context, seqs: SequenceSet, uid: bool) -> Selection:
+    sel = ctx.session.selected
+    assert sel is not None
+    if seqs.saved:
+        saved = set(sel.saved_uids)
+        return Selection([u for u in sel.uids if u in saved])
+    if uid:
+        return Selection(list(seqs.select_from(sel.uids, sel.max_uid)))
+    exists = sel.exists
+    for a, b in seqs.ranges:
+        for n in (a, b):
+            if n is not None and n > exists:
+                raise CommandFailed(bad("Message sequence number out of range"))
+    return Selection([sel.uids[i] for i in seqs.indices_in(range(1, exists + 1), exists)])

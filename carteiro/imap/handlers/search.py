@@ -1,0 +1,89 @@
+"""SEARCH and UID SEARCH with ESEARCH results (RFC 9051 §6.4.4, RFC 4731, RFC 5182)."""
+
+from __future__ import annotations
+
+from carteiro.imap.handlers.base import SELECTED, Context, Result, bad, command, not_uid, ok
+from carteiro.imap.handlers.fetch import CHUNK
+from carteiro.imap.protocol import commands as c
+from carteiro.imap.protocol.sequence_set import from_numbers
+from carteiro.imap.protocol.wire import quoted
+from carteiro.imap.search_eval import Content, evaluate, needs_content
+from carteiro.message.meta import MessageMeta
+from carteiro.store.interface import MessageRecord
+
+_RETURN = {"MIN", "MAX", "ALL", "COUNT", "SAVE"}
+
+
+async def run_search(ctx: Context, cmd: c.Search) -> list[tuple[int, int]]:
+    """(msn, uid) of matching messages, ascending."""
+    sel = ctx.session.selected
+    assert sel is not None
+    content_needed = needs_content(cmd.key)
+    hits: list[tuple[int, int]] = []
+    uids = sel.uids
+    for start in range(0, len(uids), CHUNK * 4):
+        chunk = uids[start : start + CHUNK * 4]
+        records = await ctx.store.records_range(sel.info.id, chunk[0], chunk[-1], len(chunk))
+        undecided: list[tuple[int, MessageRecord]] = []
+        for rec in records:
+            msn = sel.msn_of(rec.uid)
+            if msn is None:
+                continue
+            r = evaluate(cmd.key, rec, msn, sel, None)
+            if r is True:
+                hits.append((msn, rec.uid))
+            elif r is None and content_needed:
+                undecided.append((msn, rec))
+        if undecided:
+            metas = await ctx.store.read_meta(sorted({r.blob_id for _, r in undecided}))
+            for msn, rec in undecided:
+                raw = await ctx.store.read_blob(rec.blob_id)
+                content = Content(raw, MessageMeta.from_bytes(metas[rec.blob_id]))
+                if evaluate(cmd.key, rec, msn, sel, content):
+                    hits.append((msn, rec.uid))
+    hits.sort()
+    return hits
+
+
+@command(c.Search, SELECTED, uses_msn=not_uid)
+async def search(ctx: Context, cmd: c.Search) -> Result:
+    sel = ctx.session.selected
+    assert sel is not None
+    opts = cmd.return_options
+    if opts is not None and not set(opts) <= _RETURN:
+        return bad("Unknown SEARCH RETURN option")
+    hits = await run_search(ctx, cmd)
+    numbers = [uid if cmd.uid else msn for msn, uid in hits]
+
+    if opts is not None and "SAVE" in opts:
+        saved = [uid for _, uid in hits]
+        if saved and ("MIN" in opts or "MAX" in opts) and "ALL" not in opts:
+            picked = []
+            if "MIN" in opts:
+                picked.append(saved[0])
+            if "MAX" in opts:
+                picked.append(saved[-1])
+            saved = sorted(set(picked))
+        sel.saved_uids = saved
+        if set(opts) == {"SAVE"}:
+            return ok("SEARCH completed, result saved")
+
+    if opts is None and ctx.session.rev1:
+        ctx.send(b"* SEARCH" + b"".join(b" %d" % n for n in numbers) + b"\r\n")
+        return ok("SEARCH completed")
+
+    wanted = set(opts or ()) - {"SAVE"} or {"ALL"}
+    parts = [b"* ESEARCH (TAG " + quoted(cmd.tag.encode()) + b")"]
+    if cmd.uid:
+        parts.append(b"UID")
+    if numbers:
+        if "MIN" in wanted:
+            parts.append(b"MIN %d" % numbers[0])
+        if "MAX" in wanted:
+            parts.append(b"MAX %d" % numbers[-1])
+        if "ALL" in wanted:
+            parts.append(b"ALL " + str(from_numbers(numbers)).encode())
+    if "COUNT" in wanted:
+        parts.append(b"COUNT %d" % len(numbers))
+    ctx.send(b" ".join(parts) + b"\r\n")
+    return ok("SEARCH completed")

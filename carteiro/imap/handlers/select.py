@@ -1,0 +1,103 @@
+"""SELECT, EXAMINE, CLOSE, UNSELECT, CHECK, EXPUNGE, UID EXPUNGE (RFC 9051 §6.3.2, §6.4)."""
+
+from __future__ import annotations
+
+from carteiro.imap.handlers.base import AUTH, SELECTED, Context, Result, command, no, ok
+from carteiro.imap.handlers.mailboxes import account_id, name_arg
+from carteiro.imap.protocol import commands as c
+from carteiro.imap.selected import SelectedMailbox
+from carteiro.imap.state import State
+
+
+def selected(ctx: Context) -> SelectedMailbox:
+    assert ctx.session.selected is not None
+    return ctx.session.selected
+
+
+def deselect(ctx: Context) -> None:
+    ctx.session.selected = None
+    ctx.session.state = State.AUTHENTICATED
+    ctx.extra.pop("unwatch", None)
+
+
+@command(c.Select, AUTH)
+async def select(ctx: Context, cmd: c.Select) -> Result:
+    had_selection = ctx.session.selected is not None
+    deselect(ctx)
+    if had_selection:
+        # RFC 9051 §6.3.2: tells the client the previous mailbox is closed
+        ctx.send(b"* OK [CLOSED] Previous mailbox closed\r\n")
+    name = name_arg(ctx, cmd.mailbox)
+    box = await ctx.store.get_mailbox(account_id(ctx), name)
+    if box is None:
+        return no("No such mailbox", "NONEXISTENT")
+    # The order matters: the snapshot's modseq must not be newer than the UID list.
+    status = await ctx.store.mailbox_status(box.id)
+    uids = await ctx.store.uids(box.id)
+    first_recent = None if cmd.readonly else await ctx.store.claim_recent(box.id)
+    sel = SelectedMailbox(
+        box,
+        uids,
+        readonly=cmd.readonly,
+        known_modseq=status.highest_modseq,
+        first_recent=first_recent,
+        keywords=await ctx.store.keywords(box.id),
+    )
+    ctx.send(b"* %d EXISTS\r\n" % len(uids))
+    if ctx.session.rev1:
+        ctx.send(b"* %d RECENT\r\n" % len(sel.recent))
+    for line in sel.flags_responses():
+        ctx.send(line)
+    if ctx.session.rev1:
+        first_unseen = await ctx.store.first_unseen(box.id)
+        msn = sel.msn_of(first_unseen) if first_unseen is not None else None
+        if msn is not None:
+            ctx.send(b"* OK [UNSEEN %d] First unseen\r\n" % msn)
+    ctx.send(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % box.uidvalidity)
+    ctx.send(b"* OK [UIDNEXT %d] Predicted next UID\r\n" % status.uidnext)
+    if ctx.session.rev2:
+        attrs = " ".join(sorted(box.special_use)).encode()
+        ctx.send(b"* LIST (" + attrs + b') "/" ' + ctx.session.mailbox_to_wire(box.name) + b"\r\n")
+    ctx.session.selected = sel
+    ctx.session.state = State.SELECTED
+    sel.mark_announced()
+    if cmd.readonly:
+        return ok("EXAMINE completed", "READ-ONLY")
+    return ok("SELECT completed", "READ-WRITE")
+
+
+@command(c.Close, SELECTED)
+async def close(ctx: Context, cmd: c.Close) -> Result:
+    sel = selected(ctx)
+    if not sel.readonly:
+        # silent expunge: no untagged EXPUNGE responses (RFC 9051 §6.4.1)
+        await ctx.store.expunge(sel.info.id)
+    deselect(ctx)
+    return ok("CLOSE completed")
+
+
+@command(c.Unselect, SELECTED)
+async def unselect(ctx: Context, cmd: c.Unselect) -> Result:
+    deselect(ctx)
+    return ok("UNSELECT completed")
+
+
+@command(c.Check, SELECTED)
+async def check(ctx: Context, cmd: c.Check) -> Result:
+    return ok("CHECK completed")
+
+
+@command(c.Expunge, SELECTED)
+async def expunge(ctx: Context, cmd: c.Expunge) -> Result:
+    sel = selected(ctx)
+    if sel.readonly:
+        return no("Mailbox is read-only", "READ-ONLY")
+    restrict = None
+    if cmd.uids is not None:
+        restrict = list(cmd.uids.select_from(sel.uids, sel.max_uid))
+        if not restrict:
+            return ok("UID EXPUNGE completed")
+    gone = await ctx.store.expunge(sel.info.id, restrict)
+    for msn in sel.remove_now(gone):
+        ctx.send(b"* %d EXPUNGE\r\n" % msn)
+    return ok("EXPUNGE completed")

@@ -1,0 +1,200 @@
+"""SEARCH program parsing (RFC 9051 §6.4.4, plus the RFC 3501 keys NEW, OLD, RECENT)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from carteiro.imap.protocol.grammar import Cursor, ParseError
+from carteiro.imap.protocol.search_keys import (
+    All,
+    And,
+    DateKey,
+    FlagKey,
+    HeaderKey,
+    Not,
+    Or,
+    SearchKey,
+    SeqKey,
+    SizeKey,
+    TextKey,
+)
+
+#: Charsets accepted by ``SEARCH CHARSET`` (upper-cased); others get ``NO [BADCHARSET]``.
+SUPPORTED_CHARSETS = frozenset({"US-ASCII", "UTF-8"})
+RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+
+_FLAG_KEYS: dict[str, SearchKey] = {
+    "ALL": All(),
+    "ANSWERED": FlagKey("\\Answered", True),
+    "DELETED": FlagKey("\\Deleted", True),
+    "DRAFT": FlagKey("\\Draft", True),
+    "FLAGGED": FlagKey("\\Flagged", True),
+    "SEEN": FlagKey("\\Seen", True),
+    "RECENT": FlagKey("\\Recent", True),
+    "UNANSWERED": FlagKey("\\Answered", False),
+    "UNDELETED": FlagKey("\\Deleted", False),
+    "UNDRAFT": FlagKey("\\Draft", False),
+    "UNFLAGGED": FlagKey("\\Flagged", False),
+    "UNSEEN": FlagKey("\\Seen", False),
+    "NEW": And((FlagKey("\\Recent", True), FlagKey("\\Seen", False))),
+    "OLD": FlagKey("\\Recent", False),
+}
+_HEADER_KEYS = frozenset({"BCC", "CC", "FROM", "SUBJECT", "TO"})
+_DATE_KEYS: dict[str, tuple[bool, str]] = {
+    "BEFORE": (False, "BEFORE"),
+    "ON": (False, "ON"),
+    "SINCE": (False, "SINCE"),
+    "SENTBEFORE": (True, "BEFORE"),
+    "SENTON": (True, "ON"),
+    "SENTSINCE": (True, "SINCE"),
+}
+
+
+def _text(cur: Cursor) -> str:
+    # Only US-ASCII and UTF-8 are accepted, so every value decodes as UTF-8.
+    return cur.astring().decode("utf-8", "replace")
+
+
+def _key(cur: Cursor) -> SearchKey:
+    c = cur.peek()
+    if c == ord("("):
+        cur.pos += 1
+        cur.enter()
+        keys = [_key(cur)]
+        while not cur.maybe(b")"):
+            cur.sp()
+            keys.append(_key(cur))
+        cur.leave()
+        return keys[0] if len(keys) == 1 else And(tuple(keys))
+    if c is not None and (ord("0") <= c <= ord("9") or c in b"*$"):
+        return SeqKey(cur.sequence_set(), uid=False)
+    name = cur.word("search key")
+    simple = _FLAG_KEYS.get(name)
+    if simple is not None:
+        return simple
+    if name in _DATE_KEYS:
+        sent, op = _DATE_KEYS[name]
+        cur.sp()
+        date = cur.date()
+        if op == "BEFORE":
+            return DateKey("BEFORE", sent, date)
+        if op == "ON":
+            return DateKey("ON", sent, date)
+        return DateKey("SINCE", sent, date)
+    handler = _ARG_KEYS.get(name)
+    if handler is None:
+        raise ParseError("Unknown search key")
+    cur.sp()
+    return handler(cur)
+
+
+def _nested(cur: Cursor) -> SearchKey:
+    cur.search_depth += 1
+    if cur.search_depth > cur.max_search_depth:
+        raise ParseError("Search program too deeply nested")
+    key = _key(cur)
+    cur.search_depth -= 1
+    return key
+
+
+def _not(cur: Cursor) -> SearchKey:
+    return Not(_nested(cur))
+
+
+def _or(cur: Cursor) -> SearchKey:
+    left = _nested(cur)
+    cur.sp()
+    return Or(left, _nested(cur))
+
+
+def _header(cur: Cursor) -> SearchKey:
+    field = cur.astring("header field name").decode("utf-8", "replace").upper()
+    cur.sp()
+    return HeaderKey(field, _text(cur))
+
+
+def _keyword(present: bool) -> Callable[[Cursor], SearchKey]:
+    def parse(cur: Cursor) -> SearchKey:
+        return FlagKey(cur.atom("keyword").decode("ascii"), present)
+
+    return parse
+
+
+def _size(larger: bool) -> Callable[[Cursor], SearchKey]:
+    def parse(cur: Cursor) -> SearchKey:
+        return SizeKey(larger, cur.number(limit=2**63 - 1))
+
+    return parse
+
+
+def _header_key(field: str) -> Callable[[Cursor], SearchKey]:
+    def parse(cur: Cursor) -> SearchKey:
+        return HeaderKey(field, _text(cur))
+
+    return parse
+
+
+def _body(cur: Cursor) -> SearchKey:
+    return TextKey("BODY", _text(cur))
+
+
+def _textkey(cur: Cursor) -> SearchKey:
+    return TextKey("TEXT", _text(cur))
+
+
+def _uid(cur: Cursor) -> SearchKey:
+    return SeqKey(cur.sequence_set(), uid=True)
+
+
+_ARG_KEYS: dict[str, Callable[[Cursor], SearchKey]] = {
+    "NOT": _not,
+    "OR": _or,
+    "HEADER": _header,
+    "KEYWORD": _keyword(True),
+    "UNKEYWORD": _keyword(False),
+    "LARGER": _size(True),
+    "SMALLER": _size(False),
+    "BODY": _body,
+    "TEXT": _textkey,
+    "UID": _uid,
+    **{name: _header_key(name) for name in _HEADER_KEYS},
+}
+
+
+def parse_search_args(
+    cur: Cursor,
+) -> tuple[str | None, SearchKey, tuple[str, ...] | None]:
+    """After ``SEARCH``: ``[SP RETURN (...)] SP [CHARSET x SP] key *(SP key)``.
+
+    Returns ``(charset, key, return_options)``; the cursor is left at the command end.
+    """
+    cur.sp()
+    return_options: tuple[str, ...] | None = None
+    if cur.maybe_word(b"RETURN"):
+        cur.sp()
+        cur.expect(b"(", "return options")
+        opts: list[str] = []
+        if not cur.maybe(b")"):
+            while True:
+                opt = cur.word("return option")
+                if opt not in RETURN_OPTIONS:
+                    raise ParseError("Unknown search return option")
+                opts.append(opt)
+                if cur.maybe(b")"):
+                    break
+                cur.sp()
+        return_options = tuple(dict.fromkeys(opts))
+        cur.sp()
+    charset: str | None = None
+    if cur.maybe_word(b"CHARSET"):
+        cur.sp()
+        charset = cur.astring("charset").decode("utf-8", "replace").upper()
+        if charset not in SUPPORTED_CHARSETS:
+            raise ParseError("Unsupported charset", code="BADCHARSET", status="NO")
+        cur.sp()
+    keys = [_key(cur)]
+    while not cur.at_end():
+        cur.sp()
+        keys.append(_key(cur))
+    key = keys[0] if len(keys) == 1 else And(tuple(keys))
+    return charset, key, return_options

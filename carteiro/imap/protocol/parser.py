@@ -1,0 +1,437 @@
+"""Command parser: segments of one received command → a :mod:`commands` dataclass.
+
+Entry point :func:`parse_command`; every syntax problem raises
+:class:`~carteiro.imap.protocol.grammar.ParseError` with a short, client-safe reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable, Sequence
+
+from carteiro.imap.protocol import commands as c
+from carteiro.imap.protocol.grammar import TAG, Cursor, ParseError, decode_utf8
+from carteiro.imap.protocol.parse_fetch import parse_fetch_attrs
+from carteiro.imap.protocol.parse_search import parse_search_args
+
+#: Items accepted in ``STATUS`` and ``LIST ... RETURN (STATUS (...))``.
+STATUS_ITEMS = frozenset(
+    {"MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "RECENT"}
+)
+LIST_SELECT_OPTIONS = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
+LIST_RETURN_OPTIONS = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE"})
+SPECIAL_USE = {
+    f.lower(): f
+    for f in (
+        "\\All",
+        "\\Archive",
+        "\\Drafts",
+        "\\Flagged",
+        "\\Junk",
+        "\\Sent",
+        "\\Trash",
+        "\\Important",
+    )
+}
+_BASE64 = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
+
+Handler = Callable[[Cursor, str], c.Command]
+
+
+def _noargs(cls: Callable[[str], c.Command]) -> Handler:
+    def parse(cur: Cursor, tag: str) -> c.Command:
+        return cls(tag)
+
+    return parse
+
+
+def _id(cur: Cursor, tag: str) -> c.Command:
+    cur.sp()
+    if cur.maybe_word(b"NIL"):
+        return c.Id(tag, None)
+    cur.expect(b"(", "( or NIL")
+    params: list[tuple[str, str | None]] = []
+    while not cur.maybe(b")"):
+        if params:
+            cur.sp()
+        key = cur.string().decode("utf-8", "replace")
+        cur.sp()
+        value = cur.nstring()
+        params.append((key, None if value is None else value.decode("utf-8", "replace")))
+        if len(params) > 30:
+            raise ParseError("Too many ID parameters")
+    return c.Id(tag, tuple(params))
+
+
+def _authenticate(cur: Cursor, tag: str) -> c.Command:
+    cur.sp()
+    mechanism = cur.word("SASL mechanism")
+    initial: bytes | None = None
+    if cur.maybe(b" "):
+        if cur.maybe(b"="):
+            initial = b""
+        else:
+            m = cur.match(_BASE64)
+            if m is None:
+                raise ParseError("Invalid base64 initial response")
+            try:
+                initial = base64.b64decode(m.group(), validate=True)
+            except (binascii.Error, ValueError):
+                raise ParseError("Invalid base64 initial response") from None
+    return c.Authenticate(tag, mechanism, initial)
+
+
+def _login(cur: Cursor, tag: str) -> c.Command:
+    cur.sp()
+    user = decode_utf8(cur.astring("user name"), "user name")
+    cur.sp()
+    password = decode_utf8(cur.astring("password"), "password")
+    return c.Login(tag, user, password)
+
+
+def _enable(cur: Cursor, tag: str) -> c.Command:
+    caps: list[str] = []
+    while not cur.at_end():
+        cur.sp()
+        caps.append(cur.word("capability"))
+    if not caps:
+        raise ParseError("Missing argument")
+    return c.Enable(tag, tuple(dict.fromkeys(caps)))
+
+
+def _select(readonly: bool) -> Handler:
+    def parse(cur: Cursor, tag: str) -> c.Command:
+        cur.sp()
+        mailbox = cur.mailbox()
+        params: tuple[tuple[str, object], ...] = ()
+        if cur.maybe(b" "):
+            params = cur.ext_params()
+        return c.Select(tag, mailbox, readonly, params)
+
+    return parse
+
+
+def _create(cur: Cursor, tag: str) -> c.Command:
+    cur.sp()
+    mailbox = cur.mailbox()
+    uses: list[str] = []
+    if cur.maybe(b" "):
+        cur.expect(b"(", "(")
+        while True:
+            if cur.word("create parameter") != "USE":
+                raise ParseError("Unknown CREATE parameter")
+            cur.sp()
+            cur.expect(b"(", "(")
+            while True:
+                cur.expect(b"\\", "special-use attribute")
+                name = "\\" + cur.atom("special-use attribute").decode("ascii")
+                uses.append(SPECIAL_USE.get(name.lower(), name))
+                if cur.maybe(b")"):
+                    break
+                cur.sp()
+            if cur.maybe(b")"):
+                break
+            cur.sp()
+    return c.Create(tag, mailbox, tuple(dict.fromkeys(uses)))
+
+
+def _one_mailbox(cls: Callable[[str, str], c.Command]) -> Handler:
+    def parse(cur: Cursor, tag: str) -> c.Command:
+        cur.sp()
+        return cls(tag, cur.mailbox())
+
+    return parse
+
+
+def _rename(cur: Cursor, tag: str) -> c.Command:
+    cur.sp()
+    old = cur.mailbox()
+    cur.sp()
+    return c.Rename(tag, old, cur.mailbox())
+
+
+def _words(cur: Cursor, allowed: frozenset[str], what: str) -> list[str]:
+    """``"(" [word *(SP word)] ")"`` with the opening paren already consumed."""
+    out: list[str] = []
+    if cur.maybe(b")"):
+        return out
+    while True:
+        word = cur.word(what)
+        if word not in allowed:
+            raise ParseError(f"Unknown {what}")
+        out.append(word)
+        if cur.maybe(b")"):
+            return out
+        cur.sp()
+
+
+def _status_items(cur: Cursor) -> tuple[str, ...]:
+    cur.expect(b"(", "status items")
+    items = _words(cur, STATUS_ITEMS, "status item")
+    if not items:
+        raise ParseError("Missing status item")
+    return tuple(dict.fromkeys(items))
+
+
+def _list(cur: Cursor, tag: str) -> c.Command:
+    cur.sp()
+    extended = False
+    select: list[str] = []
+    if cur.maybe(b"("):
+        extended = True
+        select = _words(cur, LIST_SELECT_OPTIONS, "LIST selection option")
+        if select and set(select) == {"RECURSIVEMATCH"}:
+            raise ParseError("RECURSIVEMATCH needs another selection option")
+        cur.sp()
+    reference = decode_utf8(cur.astring("reference"), "reference")
+    cur.sp()
+    patterns: list[str] = []
+    if cur.maybe(b"("):
+        extended = True
+        while True:
+            patterns.append(decode_utf8(cur.list_mailbox(), "mailbox pattern"))
+            if cur.maybe(b")"):
+                break
+            cur.sp()
+    else:
+        patterns.append(decode_utf8(cur.list_mailbox(), "mailbox pattern"))
+    returns: list[str] = []
+    status: tuple[str, ...] | None = None
+    if cur.maybe(b" "):
+        if not cur.maybe_word(b"RETURN"):
+            raise ParseError("Expected RETURN")
+        extended = True
+        cur.sp()
+        cur.expect(b"(", "return options")
+        if not cur.maybe(b")"):
+            while True:
+                opt = cur.word("LIST return option")
+                if opt == "STATUS":
+                    cur.sp()
+                    status = _status_items(cur)
+                elif opt in LIST_RETURN_OPTIONS:
+                    returns.append(opt)
+                else:
+                    raise ParseError("Unknown LIST return option")
+                if cur.maybe(b")"):
+                    break
+                cur.sp()
+    return c.List(
+        tag,
+        reference,
+        tuple(patterns),
+        tuple(dict.fromkeys(select)),
+        tuple(dict.fromkeys(returns)),
+        status,
+        extended,
+    )
+
+
+def _lsub(cur: Cursor, tag: str) -> c.Command:
+    cur.sp()
+    reference = decode_utf8(cur.astring("reference"), "reference")
+    cur.sp()
+    return c.Lsub(tag, reference, decode_utf8(cur.list_mailbox(), "mailbox pattern"))
+
+
+def _status(cur: Cursor, tag: str) -> c.Command:
+    cur.sp()
+    mailbox = cur.mailbox()
+    cur.sp()
+    return c.Status(tag, mailbox, _status_items(cur))
+
+
+def _append(cur: Cursor, tag: str) -> c.Command:
+    cur.sp()
+    mailbox = cur.mailbox()
+    messages: list[c.AppendMessage] = []
+    while not cur.at_end() or not messages:
+        cur.sp()
+        flags: tuple[str, ...] = ()
+        if cur.peek() == ord("("):
+            flags = cur.flag_list()
+            cur.sp()
+        date = None
+        if cur.peek() == ord('"'):
+            date = cur.date_time()
+            cur.sp()
+        if not cur.at_literal():
+            raise ParseError("Expected message literal")
+        messages.append(c.AppendMessage(flags, date, cur.literal(allow8=True)))
+    return c.Append(tag, mailbox, tuple(messages))
+
+
+def _expunge(cur: Cursor, tag: str) -> c.Command:
+    return c.Expunge(tag)
+
+
+def _uid_expunge(cur: Cursor, tag: str) -> c.Command:
+    cur.sp()
+    return c.Expunge(tag, cur.sequence_set())
+
+
+def _search(uid: bool) -> Handler:
+    def parse(cur: Cursor, tag: str) -> c.Command:
+        charset, key, returns = parse_search_args(cur)
+        return c.Search(tag, uid, charset, key, returns)
+
+    return parse
+
+
+def _fetch(uid: bool) -> Handler:
+    def parse(cur: Cursor, tag: str) -> c.Command:
+        cur.sp()
+        seqs = cur.sequence_set()
+        cur.sp()
+        attrs = parse_fetch_attrs(cur)
+        modifiers: tuple[tuple[str, object], ...] = ()
+        if cur.maybe(b" "):
+            modifiers = cur.ext_params()
+        return c.Fetch(tag, uid, seqs, attrs, modifiers)
+
+    return parse
+
+
+_STORE_ITEM = re.compile(rb"([+-]?)FLAGS(\.SILENT)?(?= )", re.IGNORECASE)
+
+
+def _store(uid: bool) -> Handler:
+    def parse(cur: Cursor, tag: str) -> c.Command:
+        cur.sp()
+        seqs = cur.sequence_set()
+        cur.sp()
+        modifiers: tuple[tuple[str, object], ...] = ()
+        if cur.peek() == ord("("):
+            modifiers = cur.ext_params()
+            cur.sp()
+        m = cur.match(_STORE_ITEM)
+        if m is None:
+            raise ParseError("Expected FLAGS, +FLAGS or -FLAGS")
+        cur.sp()
+        if cur.peek() == ord("("):
+            flags = cur.flag_list()
+        else:
+            bare = [cur.flag()]
+            while cur.maybe(b" "):
+                bare.append(cur.flag())
+            flags = tuple(dict.fromkeys(bare))
+        mode = m.group(1).decode("ascii")
+        return c.Store(tag, uid, seqs, mode, m.group(2) is not None, flags, modifiers)
+
+    return parse
+
+
+def _copy_move(cls: type[c.Copy] | type[c.Move], uid: bool) -> Handler:
+    def parse(cur: Cursor, tag: str) -> c.Command:
+        cur.sp()
+        seqs = cur.sequence_set()
+        cur.sp()
+        return cls(tag, uid, seqs, cur.mailbox())
+
+    return parse
+
+
+COMMANDS: dict[str, Handler] = {
+    "CAPABILITY": _noargs(c.Capability),
+    "NOOP": _noargs(c.Noop),
+    "LOGOUT": _noargs(c.Logout),
+    "ID": _id,
+    "STARTTLS": _noargs(c.StartTLS),
+    "AUTHENTICATE": _authenticate,
+    "LOGIN": _login,
+    "ENABLE": _enable,
+    "SELECT": _select(False),
+    "EXAMINE": _select(True),
+    "CREATE": _create,
+    "DELETE": _one_mailbox(c.Delete),
+    "RENAME": _rename,
+    "SUBSCRIBE": _one_mailbox(c.Subscribe),
+    "UNSUBSCRIBE": _one_mailbox(c.Unsubscribe),
+    "LIST": _list,
+    "LSUB": _lsub,
+    "NAMESPACE": _noargs(c.Namespace),
+    "STATUS": _status,
+    "APPEND": _append,
+    "IDLE": _noargs(c.Idle),
+    "CHECK": _noargs(c.Check),
+    "CLOSE": _noargs(c.Close),
+    "UNSELECT": _noargs(c.Unselect),
+    "EXPUNGE": _expunge,
+    "SEARCH": _search(False),
+    "FETCH": _fetch(False),
+    "STORE": _store(False),
+    "COPY": _copy_move(c.Copy, False),
+    "MOVE": _copy_move(c.Move, False),
+}
+UID_COMMANDS: dict[str, Handler] = {
+    "EXPUNGE": _uid_expunge,
+    "SEARCH": _search(True),
+    "FETCH": _fetch(True),
+    "STORE": _store(True),
+    "COPY": _copy_move(c.Copy, True),
+    "MOVE": _copy_move(c.Move, True),
+}
+
+_HEAD = re.compile(rb"([^ ]*)(?: ([A-Za-z0-9.-]+)(?: ([A-Za-z0-9.-]+))?)?")
+
+
+def read_tag(line: bytes) -> str | None:
+    """The tag at the start of ``line`` if it is a valid tag followed by SP or the end."""
+    m = TAG.match(line)
+    if m is None or (m.end() < len(line) and line[m.end()] != ord(" ")):
+        return None
+    return m.group().decode("ascii")
+
+
+def precheck(line: bytes) -> str | None:
+    """Cheap check of the first line of a command (tag and command name) before the
+    server sends a continuation: returns an error text, or None if plausible."""
+    m = _HEAD.match(line)
+    assert m is not None  # the pattern matches any input
+    if read_tag(line) is None:
+        return "Invalid tag"
+    name = (m.group(2) or b"").upper().decode("ascii")
+    if not name:
+        return "Missing command"
+    if name == "UID":
+        sub = (m.group(3) or b"").upper().decode("ascii")
+        if sub and sub not in UID_COMMANDS:
+            return "Unknown UID command"
+        return None
+    if name not in COMMANDS:
+        return "Unknown command"
+    return None
+
+
+def parse_command(
+    segments: Sequence[bytes],
+    *,
+    utf8: bool = False,
+    max_depth: int = 16,
+    max_search_depth: int = 64,
+) -> c.Command:
+    """Parse one complete command (see :mod:`grammar` for the segment layout)."""
+    cur = Cursor(segments, utf8=utf8, max_depth=max_depth, max_search_depth=max_search_depth)
+    m = cur.match(TAG)
+    if m is None:
+        raise ParseError("Invalid tag")
+    tag = m.group().decode("ascii")
+    if cur.peek() is None:
+        raise ParseError("Missing command")
+    cur.sp()
+    name = cur.word("command name")
+    if name == "UID":
+        cur.sp()
+        sub = cur.word("command name")
+        handler = UID_COMMANDS.get(sub)
+        if handler is None:
+            raise ParseError("Unknown UID command")
+    else:
+        handler = COMMANDS.get(name)
+        if handler is None:
+            raise ParseError("Unknown command")
+    command = handler(cur, tag)
+    cur.end()
+    return command

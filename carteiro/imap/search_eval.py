@@ -1,0 +1,129 @@
+"""Evaluation of SEARCH keys over the selected mailbox (RFC 9051 §6.4.4).
+
+Three-valued: a first pass over the records (flags, sizes, dates, numbers) answers True,
+False or "unknown"; only messages still unknown have their metadata and bodies loaded
+for HEADER/BODY/TEXT/SENT* keys. ``NOT BODY x`` over a mailbox where a flag already
+decides most messages thus reads few bodies.
+"""
+
+from __future__ import annotations
+
+from carteiro.imap.protocol import search_keys as k
+from carteiro.imap.selected import SelectedMailbox
+from carteiro.message.meta import MessageMeta
+from carteiro.message.search import body_text, header_text, header_values
+from carteiro.store.interface import MessageRecord
+
+Tri = bool | None
+
+
+class Content:
+    """Lazily decoded content of one message."""
+
+    def __init__(self, raw: bytes, meta: MessageMeta) -> None:
+        self.raw = raw
+        self.meta = meta
+        self._body: str | None = None
+        self._header: str | None = None
+
+    def body(self) -> str:
+        if self._body is None:
+            self._body = body_text(self.raw, self.meta).casefold()
+        return self._body
+
+    def header(self) -> str:
+        if self._header is None:
+            self._header = header_text(self.raw, self.meta).casefold()
+        return self._header
+
+
+def needs_content(key: k.SearchKey) -> bool:
+    if isinstance(key, (k.HeaderKey, k.TextKey)):
+        return True
+    if isinstance(key, k.DateKey):
+        return key.sent
+    if isinstance(key, k.Not):
+        return needs_content(key.key)
+    if isinstance(key, k.Or):
+        return needs_content(key.left) or needs_content(key.right)
+    if isinstance(key, k.And):
+        return any(needs_content(x) for x in key.keys)
+    return False
+
+
+def _date_cmp(op: str, value: object, target: object) -> bool:
+    if op == "BEFORE":
+        return value < target  # type: ignore[operator]
+    if op == "ON":
+        return value == target
+    return value >= target  # type: ignore[operator]
+
+
+def evaluate(
+    key: k.SearchKey,
+    rec: MessageRecord,
+    msn: int,
+    sel: SelectedMailbox,
+    content: Content | None,
+) -> Tri:
+    """True/False, or None when ``content`` is needed but not given."""
+    if isinstance(key, k.All):
+        return True
+    if isinstance(key, k.FlagKey):
+        if key.flag == "\\Recent":
+            has = rec.uid in sel.recent
+        elif key.flag.startswith("\\"):
+            has = key.flag in rec.flags
+        else:
+            want = key.flag.casefold()
+            has = any(f.casefold() == want for f in rec.flags)
+        return has == key.present
+    if isinstance(key, k.SizeKey):
+        return rec.size > key.size if key.larger else rec.size < key.size
+    if isinstance(key, k.SeqKey):
+        if key.seqs.saved:
+            return rec.uid in sel.saved_uids
+        if key.uid:
+            return key.seqs.contains(rec.uid, sel.max_uid)
+        return key.seqs.contains(msn, sel.exists)
+    if isinstance(key, k.DateKey):
+        if not key.sent:
+            return _date_cmp(key.op, rec.internal_date.date(), key.date)
+        if content is None:
+            return None
+        sent = content.meta.sent_date
+        return sent is not None and _date_cmp(key.op, sent, key.date)
+    if isinstance(key, k.HeaderKey):
+        if content is None:
+            return None
+        values = header_values(content.raw, content.meta, key.field)
+        needle = key.value.casefold()
+        return any(needle in v.casefold() for v in values)
+    if isinstance(key, k.TextKey):
+        if content is None:
+            return None
+        needle = key.value.casefold()
+        if needle in content.body():
+            return True
+        return key.where == "TEXT" and needle in content.header()
+    if isinstance(key, k.Not):
+        inner = evaluate(key.key, rec, msn, sel, content)
+        return None if inner is None else not inner
+    if isinstance(key, k.Or):
+        left = evaluate(key.left, rec, msn, sel, content)
+        if left is True:
+            return True
+        right = evaluate(key.right, rec, msn, sel, content)
+        if right is True:
+            return True
+        return None if left is None or right is None else False
+    if isinstance(key, k.And):
+        unknown = False
+        for sub in key.keys:
+            r = evaluate(sub, rec, msn, sel, content)
+            if r is False:
+                return False
+            if r is None:
+                unknown = True
+        return None if unknown else True
+    raise TypeError(f"unknown search key {key!r}")

@@ -1,0 +1,168 @@
+"""State of the selected mailbox in one session: the MSN↔UID map and pending updates.
+
+Other sessions change the mailbox at any time; this session learns of it by asking the
+store for "changes since the modseq I have seen" and turns the answer into untagged
+EXISTS / EXPUNGE / FETCH responses. Expunges are held back while a command that uses
+message sequence numbers runs (RFC 9051 §7.5.1): the expunged UID keeps its MSN slot
+until it can be announced.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+
+from carteiro.imap.protocol.wire import flag_list
+from carteiro.store.interface import SYSTEM_FLAGS, Changes, FlagUpdate, MailboxInfo
+
+
+class SelectedMailbox:
+    def __init__(
+        self,
+        info: MailboxInfo,
+        uids: list[int],
+        *,
+        readonly: bool,
+        known_modseq: int,
+        first_recent: int | None,
+        keywords: Iterable[str] = (),
+    ) -> None:
+        self.info = info
+        self.keywords: set[str] = set(keywords)
+        self.readonly = readonly
+        self.uids = uids  # index i holds the UID of MSN i+1, ascending
+        self.known_modseq = known_modseq
+        self.pending_expunged: set[int] = set()
+        self.pending_flags: dict[int, FlagUpdate] = {}
+        #: UIDs this session reports as \Recent (rev1); None when nothing is recent
+        self.recent: set[int] = set()
+        if first_recent is not None:
+            self.recent = {u for u in uids[bisect_left(uids, first_recent) :]}
+        #: modseqs of changes this session made and already reported itself
+        self._own: dict[int, int] = {}
+        #: RFC 5182 SEARCHRES: the saved result as UIDs
+        self.saved_uids: list[int] = []
+        self._announced_exists = len(uids)
+
+    # --- MSN helpers -------------------------------------------------------------------
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    @property
+    def max_uid(self) -> int:
+        return self.uids[-1] if self.uids else 0
+
+    def msn_of(self, uid: int) -> int | None:
+        i = bisect_left(self.uids, uid)
+        return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
+
+    def flags_for_display(self, uid: int, flags: Iterable[str], rev1: bool) -> bytes:
+        if rev1 and uid in self.recent:
+            return flag_list([*flags, "\\Recent"])
+        return flag_list(flags)
+
+    def flags_responses(self) -> list[bytes]:
+        """FLAGS and PERMANENTFLAGS for the keywords known in this mailbox."""
+        flags = flag_list([*SYSTEM_FLAGS, *self.keywords])
+        out = [b"* FLAGS " + flags + b"\r\n"]
+        if self.readonly:
+            out.append(b"* OK [PERMANENTFLAGS ()] No permanent flags in read-only mode\r\n")
+        else:
+            perm = flag_list([*SYSTEM_FLAGS, *self.keywords, "\\*"])
+            out.append(b"* OK [PERMANENTFLAGS " + perm + b"] Flags permitted\r\n")
+        return out
+
+    def learn_keywords(self, flag_sets: Iterable[frozenset[str]]) -> list[bytes]:
+        """New keywords change the mailbox's FLAGS; returns the responses announcing it."""
+        known = {k.casefold() for k in self.keywords}
+        new = {
+            f for fs in flag_sets for f in fs if not f.startswith("\\") and f.casefold() not in known
+        }
+        if not new:
+            return []
+        self.keywords |= new
+        return self.flags_responses()
+
+    # --- own changes -------------------------------------------------------------------
+    def note_own(self, updates: Iterable[FlagUpdate]) -> None:
+        """Remember changes we report in our own command's response, so that the next
+        sync does not echo them a second time."""
+        for u in updates:
+            self._own[u.uid] = u.modseq
+            self.pending_flags.pop(u.uid, None)
+
+    def remove_now(self, uids: Sequence[int]) -> list[int]:
+        """Drop ``uids`` that this session expunged itself; returns the MSNs to announce,
+        in the order they must be sent (each MSN valid after the previous removals)."""
+        gone = set(uids) & set(self.uids)
+        return self._remove(gone)
+
+    def _remove(self, gone: set[int]) -> list[int]:
+        if not gone:
+            return []
+        msns = [i + 1 for i, u in enumerate(self.uids) if u in gone]
+        self.uids = [u for u in self.uids if u not in gone]
+        self._announced_exists -= len(msns)
+        self.recent -= gone
+        self.pending_expunged -= gone
+        self.saved_uids = [u for u in self.saved_uids if u not in gone]
+        for u in gone:
+            self.pending_flags.pop(u, None)
+            self._own.pop(u, None)
+        # Announce from the highest MSN down: earlier numbers stay valid.
+        return sorted(msns, reverse=True)
+
+    # --- incoming changes --------------------------------------------------------------
+    def absorb(self, changes: Changes, new_recent_from: int | None) -> None:
+        """Take in what the store says changed since ``known_modseq``."""
+        known = set(self.uids) if changes.expunged else None
+        for uid in changes.expunged:
+            if known is not None and uid in known:
+                self.pending_expunged.add(uid)
+        max_uid = self.max_uid
+        for upd in changes.updated:
+            if upd.uid > max_uid:
+                if upd.uid in changes.expunged:
+                    continue
+                self.uids.append(upd.uid)
+                max_uid = upd.uid
+                if new_recent_from is not None and upd.uid >= new_recent_from:
+                    self.recent.add(upd.uid)
+            elif self._own.get(upd.uid) == upd.modseq:
+                continue
+            else:
+                self.pending_flags[upd.uid] = upd
+        self._own.clear()
+        self.known_modseq = max(self.known_modseq, changes.highest_modseq)
+
+    def drain_updates(self, *, allow_expunge: bool, rev1: bool) -> list[bytes]:
+        """Untagged responses for everything pending that may be sent now."""
+        out: list[bytes] = []
+        if allow_expunge and self.pending_expunged:
+            for msn in self._remove(set(self.pending_expunged)):
+                out.append(b"* %d EXPUNGE\r\n" % msn)
+        if self._announced_exists != len(self.uids):
+            out.append(b"* %d EXISTS\r\n" % len(self.uids))
+            if rev1:
+                out.append(b"* %d RECENT\r\n" % len(self.recent))
+            self._announced_exists = len(self.uids)
+        if self.pending_flags:
+            out.extend(self.learn_keywords(u.flags for u in self.pending_flags.values()))
+            for uid in sorted(self.pending_flags):
+                if uid in self.pending_expunged:
+                    continue
+                msn = self.msn_of(uid)
+                if msn is None:
+                    continue
+                upd = self.pending_flags[uid]
+                out.append(
+                    b"* %d FETCH (UID %d FLAGS %s)\r\n"
+                    % (msn, uid, self.flags_for_display(uid, upd.flags, rev1))
+                )
+            self.pending_flags.clear()
+        return out
+
+    def mark_announced(self) -> None:
+        """SELECT itself reports EXISTS; later syncs report only changes."""
+        self._announced_exists = len(self.uids)

@@ -1,0 +1,336 @@
+"""The thin asyncio adapter: bytes ↔ sans-IO receiver ↔ handlers, one task per connection.
+
+Everything protocol-specific lives in ``protocol/`` (parsing, serialising) and
+``handlers/`` (semantics); this module only moves bytes, enforces timeouts, wires store
+change notifications to the selected mailbox, and keeps one misbehaving session from
+affecting any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Callable
+
+from carteiro.imap import handlers  # noqa: F401  (registers every command)
+from carteiro.imap.capabilities import capability_line
+from carteiro.imap.config import ImapConfig
+from carteiro.imap.handlers.base import TABLE, CommandFailed, Context, Result, map_store_error
+from carteiro.imap.protocol import commands as c
+from carteiro.imap.protocol.receiver import (
+    CommandError,
+    CommandReceived,
+    Event,
+    FatalError,
+    Limits,
+    LineReceived,
+    LiteralRejected,
+    NeedContinuation,
+    NeedData,
+    Receiver,
+)
+from carteiro.imap.protocol.responses import tagged
+from carteiro.imap.state import Session, State
+from carteiro.net.stream import Stream
+from carteiro.store import errors as se
+from carteiro.store.interface import Store
+
+log = logging.getLogger("carteiro.imap")
+
+
+class _Closed(Exception):
+    """The peer went away or the session must end now."""
+
+
+class ImapConnection:
+    def __init__(self, server: ImapServer, stream: Stream, implicit_tls: bool) -> None:
+        self.server = server
+        self.stream = stream
+        cfg = server.config
+        peer = stream.peer()
+        self.peer = peer[0] if peer else "unknown"
+        self.session = Session(peer=self.peer, tls=implicit_tls, trusted=cfg.is_trusted(self.peer))
+        self.receiver = Receiver(Limits(cfg.max_line, cfg.max_literal, cfg.max_command))
+        self.ctx = Context(self.session, server.store, cfg, self)
+        self._out: list[bytes] = []
+        self._stash: Event | None = None
+        self._line_mode = False
+        self._dirty: set[int | None] = set()
+        self._change = asyncio.Event()
+        self._unsubscribe: Callable[[], None] | None = None
+        self._busy = False
+        self.closing = False
+
+    # --- Connection protocol used by handlers ------------------------------------------
+    def send(self, data: bytes) -> None:
+        self._out.append(data)
+
+    async def flush(self) -> None:
+        if self._out:
+            data = b"".join(self._out)
+            self._out.clear()
+            self.stream.write(data)
+        await self.stream.drain()
+
+    async def start_tls(self) -> None:
+        assert self.server.config.tls_context is not None
+        self.receiver.discard_buffer()
+        await self.stream.start_tls(self.server.config.tls_context)
+
+    async def read_line(self, timeout: float) -> bytes | None:
+        if self._stash is not None:
+            event, self._stash = self._stash, None
+        else:
+            if not self._line_mode:
+                self.receiver.expect_line()
+                self._line_mode = True
+            try:
+                event = await self._next_event(timeout)
+            except _Closed:
+                return None
+        self._line_mode = False
+        return event.line if isinstance(event, LineReceived) else None
+
+    async def wait_change(self, timeout: float) -> str:
+        if self._change.is_set():
+            self._change.clear()
+            return "change"
+        if not self._line_mode:
+            self.receiver.expect_line()
+            self._line_mode = True
+        event = self.receiver.next_event()
+        if not isinstance(event, NeedData):
+            self._stash = event
+            return "input"
+        read = asyncio.ensure_future(self.stream.read())
+        changed = asyncio.ensure_future(self._change.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {read, changed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            changed.cancel()
+            if not read.done():
+                read.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await read
+        if read.done() and not read.cancelled():
+            data = read.result()
+            if data:
+                self.receiver.receive_data(data)
+            return "input"
+        if changed in done:
+            self._change.clear()
+            return "change"
+        return "timeout"
+
+    async def sync(self, allow_expunge: bool) -> None:
+        sel = self.session.selected
+        if sel is None:
+            return
+        if sel.info.id in self._dirty or None in self._dirty:
+            self._dirty.clear()
+            try:
+                changes = await self.server.store.changes_since(sel.info.id, sel.known_modseq)
+            except se.NotFound:
+                changes = None
+            if changes is None or changes.uidvalidity != sel.info.uidvalidity:
+                self.send(b"* BYE The selected mailbox was deleted or renamed\r\n")
+                self.session.state = State.LOGOUT
+                return
+            new_from = None
+            if not sel.readonly and changes.updated and changes.updated[-1].uid > sel.max_uid:
+                new_from = await self.server.store.claim_recent(sel.info.id)
+            sel.absorb(changes, new_from)
+        for line in sel.drain_updates(allow_expunge=allow_expunge, rev1=self.session.rev1):
+            self.send(line)
+
+    # --- store notifications ------------------------------------------------------------
+    def _on_store_change(self, account_id: int, mailbox_id: int | None) -> None:
+        self._dirty.add(mailbox_id)
+        sel = self.session.selected
+        if sel is not None and (mailbox_id is None or mailbox_id == sel.info.id):
+            self._change.set()
+
+    # --- main loop ----------------------------------------------------------------------
+    async def _next_event(self, timeout: float) -> Event:
+        while True:
+            event = self.receiver.next_event()
+            if not isinstance(event, NeedData):
+                return event
+            if self.stream.at_eof or self.closing:
+                raise _Closed
+            try:
+                data = await asyncio.wait_for(self.stream.read(), timeout)
+            except TimeoutError:
+                self.send(b"* BYE Autologout; idle for too long\r\n")
+                raise _Closed from None
+            if not data:
+                raise _Closed
+            self.receiver.receive_data(data)
+
+    async def run(self) -> None:
+        cfg = self.server.config
+        try:
+            self.send(
+                b"* OK [CAPABILITY "
+                + capability_line(self.session, cfg).encode()
+                + b"] Carteiro IMAP4rev2 ready\r\n"
+            )
+            await self.flush()
+            while self.session.state is not State.LOGOUT and not self.closing:
+                timeout = (
+                    cfg.login_timeout
+                    if self.session.state is State.NOT_AUTHENTICATED
+                    else cfg.idle_timeout
+                )
+                event = await self._next_event(timeout)
+                await self._handle_event(event)
+                await self.flush()
+            if self.closing and self.session.state is not State.LOGOUT:
+                self.send(b"* BYE Server shutting down\r\n")
+                await self.flush()
+        except (_Closed, ConnectionError):
+            pass
+        except Exception:
+            log.exception("session with %s failed", self.peer)
+            self.send(b"* BYE Internal server error\r\n")
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.flush(), 5)
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+            self.stream.close()
+
+    async def _handle_event(self, event: Event) -> None:
+        if isinstance(event, NeedContinuation):
+            self.send(b"+ Ready for literal data\r\n")
+        elif isinstance(event, CommandReceived):
+            self._busy = True
+            try:
+                await self._execute(event.command)
+            finally:
+                self._busy = False
+        elif isinstance(event, CommandError):
+            status = event.status
+            if event.tag is None:
+                self.send(tagged("*", status, event.text, event.code))
+            else:
+                self.send(tagged(event.tag, status, event.text, event.code))
+        elif isinstance(event, LiteralRejected):
+            self.send(tagged(event.tag or "*", "NO", event.text, "TOOBIG"))
+        elif isinstance(event, FatalError):
+            self.send(b"* BYE " + event.text.encode("ascii", "replace") + b"\r\n")
+            raise _Closed
+        elif isinstance(event, LineReceived):
+            self.send(b"* BAD Unexpected continuation data\r\n")
+
+    async def _execute(self, cmd: c.Command) -> None:
+        spec = TABLE.get(type(cmd))
+        if spec is None:
+            self.send(tagged(cmd.tag, "BAD", "Command not implemented"))
+            return
+        session = self.session
+        if session.state not in spec.states:
+            self.send(tagged(cmd.tag, "BAD", f"{cmd.name} is not valid in the {session.state.value} state"))
+            return
+        if isinstance(cmd, c.Select):
+            self._dirty.clear()
+        try:
+            result = await spec.handler(self.ctx, cmd)
+        except CommandFailed as exc:
+            result = exc.result
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # store errors and server faults, mapped in one place
+            result = map_store_error(exc)
+        if session.account is not None and self._unsubscribe is None:
+            self._unsubscribe = self.server.store.subscribe(session.account.id, self._on_store_change)
+        if result.silent:
+            return
+        if session.selected is not None and session.state is State.SELECTED:
+            await self.sync(allow_expunge=not spec.uses_msn(cmd))
+        self.send(tagged(cmd.tag, result.status, result.text, result.code))
+        if result.after is not None:
+            await self.flush()
+            try:
+                await result.after()
+            except (ssl.SSLError, OSError, ConnectionError) as exc:
+                log.info("TLS negotiation with %s failed: %s", self.peer, exc)
+                raise _Closed from exc
+        self.receiver.utf8 = session.utf8
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+
+class _ServerStream(Stream):
+    def __init__(self, on_made: Callable[[Stream], None]) -> None:
+        super().__init__()
+        self._on_made = on_made
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._on_made(self)
+
+
+class ImapServer:
+    def __init__(self, store: Store, config: ImapConfig) -> None:
+        self.store = store
+        self.config = config
+        self.connections: set[ImapConnection] = set()
+        self._servers: list[asyncio.AbstractServer] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def listen(self, host: str, port: int, *, implicit_tls: bool) -> asyncio.AbstractServer:
+        loop = asyncio.get_running_loop()
+        if implicit_tls and self.config.tls_context is None:
+            raise ValueError("implicit TLS needs a TLS context")
+
+        def factory() -> Stream:
+            return _ServerStream(lambda s: self._accept(s, implicit_tls))
+
+        server = await loop.create_server(
+            factory,
+            host,
+            port,
+            ssl=self.config.tls_context if implicit_tls else None,
+            ssl_handshake_timeout=30 if implicit_tls else None,
+            reuse_address=True,
+        )
+        self._servers.append(server)
+        return server
+
+    def _accept(self, stream: Stream, implicit_tls: bool) -> None:
+        conn = ImapConnection(self, stream, implicit_tls)
+        self.connections.add(conn)
+        task = asyncio.get_running_loop().create_task(conn.run())
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            self.connections.discard(conn)
+
+        task.add_done_callback(done)
+
+    async def shutdown(self, grace: float = 10.0) -> None:
+        """Stop accepting; let running commands finish; tell every session BYE."""
+        for srv in self._servers:
+            srv.close()
+        for conn in list(self.connections):
+            conn.closing = True
+            if not conn.busy:
+                conn.send(b"* BYE Server shutting down\r\n")
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.flush(), 1)
+                conn.stream.close()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=grace)
+        for t in list(self._tasks):
+            t.cancel()
+        for srv in self._servers:
+            with contextlib.suppress(Exception):
+                await srv.wait_closed()

@@ -1,0 +1,65 @@
+"""Per-connection session state shared by the adapter and the handlers."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from carteiro.imap.protocol import mutf7
+from carteiro.imap.protocol.responses import mailbox_name
+from carteiro.imap.selected import SelectedMailbox
+from carteiro.store.interface import Account
+
+
+class State(enum.Enum):
+    NOT_AUTHENTICATED = "not authenticated"
+    AUTHENTICATED = "authenticated"
+    SELECTED = "selected"
+    LOGOUT = "logout"
+
+
+class BadMailboxName(ValueError):
+    """A mailbox name the client sent cannot be decoded (bad modified UTF-7)."""
+
+
+@dataclass
+class Session:
+    peer: str
+    tls: bool
+    #: plaintext LOGIN/AUTHENTICATE allowed without TLS (trusted network)
+    trusted: bool
+    state: State = State.NOT_AUTHENTICATED
+    account: Account | None = None
+    #: ENABLE IMAP4rev2 seen: UTF-8 mailbox names, ESEARCH replies, no \Recent
+    rev2: bool = False
+    selected: SelectedMailbox | None = None
+    enabled: set[str] = field(default_factory=set)
+
+    @property
+    def rev1(self) -> bool:
+        return not self.rev2
+
+    @property
+    def utf8(self) -> bool:
+        return self.rev2
+
+    @property
+    def plaintext_auth_ok(self) -> bool:
+        return self.tls or self.trusted
+
+    def mailbox_from_wire(self, wire: str) -> str:
+        """The store's name for what the client sent: modified UTF-7 decoded for rev1
+        clients, ``INBOX`` case-folded (RFC 9051 §5.1), trailing delimiter dropped."""
+        if not self.utf8:
+            try:
+                wire = mutf7.decode(wire)
+            except ValueError as exc:
+                raise BadMailboxName(wire) from exc
+        if wire.upper() == "INBOX":
+            return "INBOX"
+        if wire[:6].upper() == "INBOX/":
+            wire = "INBOX" + wire[5:]
+        return wire.rstrip("/") if len(wire) > 1 else wire
+
+    def mailbox_to_wire(self, name: str) -> bytes:
+        return mailbox_name(name, self.utf8)

@@ -1,0 +1,180 @@
+"""SQLite schema of the embedded store, and the pragmas every connection gets.
+
+Design notes
+------------
+* ``messages`` is a WITHOUT ROWID table clustered on ``(mailbox_id, uid)``: the MSN map
+  (``uids()``) and ``FETCH 1:* (FLAGS)`` are one range scan over small rows. System flags
+  are a bitmask (``flags``), keywords a space-separated text column that is NULL for
+  the vast majority of messages, so neither costs a join.
+* Per-mailbox counters (messages, unseen, deleted, size) live in the ``mailboxes`` row
+  and are maintained by triggers in the same transaction as the change, so STATUS and
+  SELECT never count rows. Blob reference counts are maintained the same way, and a
+  blob whose count drops to zero is deleted in that transaction.
+* Message content is stored once per distinct sha256 inside this database, so a commit
+  is atomic for content and metadata alike. ``meta`` precedes ``data`` in the row so
+  reading the metadata never walks the overflow pages of the content.
+* ``expunged`` keeps (mailbox, uid, modseq) of every expunge for ``changes_since``
+  (and QRESYNC VANISHED later).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from carteiro.store.flags import DELETED, SEEN
+
+SCHEMA_VERSION = 1
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS accounts (
+    id            INTEGER PRIMARY KEY,
+    address       TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    password_hash TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS mailboxes (
+    id               INTEGER PRIMARY KEY,
+    account_id       INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name             TEXT NOT NULL,
+    uidvalidity      INTEGER NOT NULL UNIQUE,
+    uidnext          INTEGER NOT NULL DEFAULT 1,
+    highest_modseq   INTEGER NOT NULL DEFAULT 1,
+    first_recent_uid INTEGER NOT NULL DEFAULT 1,
+    special_use      TEXT NOT NULL DEFAULT '',
+    messages         INTEGER NOT NULL DEFAULT 0,
+    unseen           INTEGER NOT NULL DEFAULT 0,
+    deleted          INTEGER NOT NULL DEFAULT 0,
+    size             INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (account_id, name)
+);
+
+CREATE TABLE IF NOT EXISTS subscriptions (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name       TEXT NOT NULL,
+    PRIMARY KEY (account_id, name)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS blobs (
+    id       INTEGER PRIMARY KEY,
+    sha256   BLOB NOT NULL UNIQUE,
+    refcount INTEGER NOT NULL DEFAULT 0,
+    size     INTEGER NOT NULL,
+    meta     BLOB NOT NULL,
+    data     BLOB NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS messages (
+    mailbox_id    INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    uid           INTEGER NOT NULL,
+    modseq        INTEGER NOT NULL,
+    flags         INTEGER NOT NULL,
+    keywords      TEXT,
+    internal_date INTEGER NOT NULL,
+    tz_offset     INTEGER NOT NULL,
+    size          INTEGER NOT NULL,
+    blob_id       INTEGER NOT NULL REFERENCES blobs(id),
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+
+CREATE INDEX IF NOT EXISTS messages_modseq ON messages (mailbox_id, modseq);
+CREATE INDEX IF NOT EXISTS messages_blob ON messages (blob_id);
+
+CREATE TABLE IF NOT EXISTS expunged (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    uid        INTEGER NOT NULL,
+    modseq     INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+
+CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged (mailbox_id, modseq);
+
+-- keywords ever used in a mailbox, first-seen spelling (FLAGS / PERMANENTFLAGS)
+CREATE TABLE IF NOT EXISTS keywords (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    name       TEXT NOT NULL COLLATE NOCASE,
+    PRIMARY KEY (mailbox_id, name)
+) WITHOUT ROWID;
+
+CREATE TRIGGER IF NOT EXISTS messages_ai AFTER INSERT ON messages BEGIN
+    UPDATE mailboxes SET
+        messages = messages + 1,
+        unseen = unseen + ((NEW.flags & {SEEN}) = 0),
+        deleted = deleted + ((NEW.flags & {DELETED}) != 0),
+        size = size + NEW.size
+    WHERE id = NEW.mailbox_id;
+    UPDATE blobs SET refcount = refcount + 1 WHERE id = NEW.blob_id;
+END;
+
+CREATE TRIGGER IF NOT EXISTS messages_ad AFTER DELETE ON messages BEGIN
+    UPDATE mailboxes SET
+        messages = messages - 1,
+        unseen = unseen - ((OLD.flags & {SEEN}) = 0),
+        deleted = deleted - ((OLD.flags & {DELETED}) != 0),
+        size = size - OLD.size
+    WHERE id = OLD.mailbox_id;
+    UPDATE blobs SET refcount = refcount - 1 WHERE id = OLD.blob_id;
+    DELETE FROM blobs WHERE id = OLD.blob_id AND refcount <= 0;
+END;
+
+CREATE TRIGGER IF NOT EXISTS messages_au AFTER UPDATE OF flags ON messages
+WHEN (OLD.flags & {SEEN | DELETED}) != (NEW.flags & {SEEN | DELETED}) BEGIN
+    UPDATE mailboxes SET
+        unseen = unseen + ((NEW.flags & {SEEN}) = 0) - ((OLD.flags & {SEEN}) = 0),
+        deleted = deleted + ((NEW.flags & {DELETED}) != 0) - ((OLD.flags & {DELETED}) != 0)
+    WHERE id = NEW.mailbox_id;
+END;
+"""
+
+
+def configure(conn: sqlite3.Connection, *, writer: bool) -> None:
+    """Pragmas for every connection; the writer also owns journal mode and schema."""
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA cache_size = -32768")  # 32 MiB
+    conn.execute("PRAGMA temp_store = MEMORY")
+    if writer:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise RuntimeError(f"cannot enable WAL journal mode (got {mode!r})")
+    else:
+        conn.execute("PRAGMA query_only = ON")
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Creates or upgrades the schema (autocommit connection)."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(f"database schema {version} is newer than this program")
+    if version == SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _statements(SCHEMA):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _statements(script: str) -> list[str]:
+    """Splits the schema script into statements, keeping trigger bodies whole."""
+    out: list[str] = []
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out

@@ -1,0 +1,220 @@
+"""The writer thread (group commit) and the reader pool of the SQLite store.
+
+All SQL runs off the event loop. Writes are queued to one thread that owns the only
+write connection; it takes a queued operation, drains up to ``MAX_BATCH - 1`` others
+already waiting, runs each inside its own SAVEPOINT (a failing operation is rolled back
+alone), commits once and then resolves every caller's future on its event loop. Reads
+run on a small pool of threads, each with its own connection; WAL lets them proceed
+while the writer writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from carteiro.store.sqlite.schema import configure, migrate
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MAX_BATCH = 256
+
+#: (account_id, mailbox_id or None) pairs to notify after commit
+Events = set[tuple[int, int | None]]
+
+
+@dataclass(slots=True)
+class _Op(Generic[T]):
+    fn: Callable[[sqlite3.Connection, Events], T]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[T]
+    events: Events = field(default_factory=set)
+
+
+def _connect(path: Path, *, writer: bool) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, cached_statements=256
+    )
+    configure(conn, writer=writer)
+    return conn
+
+
+def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if fut.done():  # cancelled while we worked
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
+
+
+class Writer:
+    """One thread, one connection, group commit."""
+
+    def __init__(
+        self, path: Path, on_commit: Callable[[Events], None], max_batch: int = MAX_BATCH
+    ) -> None:
+        self._path = path
+        self._on_commit = on_commit
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Op[Any] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+        self._conn: sqlite3.Connection | None = None
+        self.batches = 0  # statistics, for benchmarks and tests
+        self.ops = 0
+
+    def start(self) -> None:
+        """Opens the connection and migrates the schema (blocking: call from a thread)."""
+        self._thread = threading.Thread(target=self._main, name="carteiro-sqlite-writer")
+        self._thread.daemon = True
+        self._thread.start()
+        self._started.wait()
+        if self._start_error is not None:
+            self._thread.join()
+            raise self._start_error
+
+    def stop(self) -> None:
+        """Finishes queued work and closes the connection (blocking)."""
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join()
+        self._thread = None
+
+    async def submit(self, fn: Callable[[sqlite3.Connection, Events], T]) -> T:
+        if self._thread is None:
+            raise RuntimeError("store is not open")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Op(fn, loop, fut))
+        return await fut
+
+    # --- thread side ---------------------------------------------------------------
+    def _main(self) -> None:
+        try:
+            conn = _connect(self._path, writer=True)
+            migrate(conn)
+        except BaseException as exc:  # reported to start()
+            self._start_error = exc
+            self._started.set()
+            return
+        self._conn = conn
+        self._started.set()
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    break
+                batch: list[_Op[Any]] = [first]
+                stop = False
+                while len(batch) < self._max_batch:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        stop = True
+                        break
+                    batch.append(nxt)
+                self._run_batch(conn, batch)
+                if stop:
+                    break
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op[Any]]) -> None:
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except BaseException as exc:
+            for op in batch:
+                op.loop.call_soon_threadsafe(_settle, op.future, None, exc)
+            return
+        for op in batch:
+            if op.future.cancelled():
+                outcomes.append((None, asyncio.CancelledError()))
+                continue
+            conn.execute("SAVEPOINT op")
+            try:
+                result = op.fn(conn, op.events)
+            except Exception as exc:
+                if not conn.in_transaction:  # SQLite rolled the whole transaction back
+                    log.error("sqlite store: transaction aborted by %r", exc)
+                    for each in batch:
+                        each.loop.call_soon_threadsafe(_settle, each.future, None, exc)
+                    return
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+                op.events.clear()
+                outcomes.append((None, exc))
+            else:
+                conn.execute("RELEASE op")
+                outcomes.append((result, None))
+        try:
+            conn.execute("COMMIT")
+        except BaseException as commit_error:
+            log.exception("sqlite store: commit of %d operations failed", len(batch))
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for op in batch:
+                op.loop.call_soon_threadsafe(_settle, op.future, None, commit_error)
+            return
+        self.batches += 1
+        self.ops += len(batch)
+        events: Events = set()
+        for op, (result, error) in zip(batch, outcomes, strict=True):
+            events |= op.events
+            op.loop.call_soon_threadsafe(_settle, op.future, result, error)
+        if events:
+            self._on_commit(events)
+
+
+class Readers:
+    """A small pool of reader threads, each with its own read-only connection."""
+
+    def __init__(self, path: Path, size: int = 4) -> None:
+        self._path = path
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._conns: list[sqlite3.Connection] = []
+        self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="carteiro-sqlite-r")
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self._path, writer=False)
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._conn()
+        conn.execute("BEGIN")  # one snapshot for all statements of the read
+        try:
+            return fn(conn)
+        finally:
+            conn.execute("COMMIT")
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._call, fn)
+
+    def close(self) -> None:
+        """Blocking: waits for running reads, then closes every connection."""
+        self._pool.shutdown(wait=True)
+        with self._lock:
+            for conn in self._conns:
+                conn.close()
+            self._conns.clear()

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import ServerThread
+
+SAMPLE_MBOX = Path(__file__).resolve().parents[1] / "data" / "sample-100.mbox"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    srv = ServerThread(tmp_path_factory.mktemp("carteiro"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def user(server: ServerThread) -> str:
+    return server.new_user()

@@ -1,0 +1,152 @@
+"""A real Carteiro IMAP server on ephemeral 127.0.0.1 ports, in its own thread and loop.
+
+Tests talk to it over real sockets with real clients (imaplib, mbsync, curl).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import imaplib
+import itertools
+import ssl
+import threading
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from carteiro.auth.passwords import hash_password
+from carteiro.config import Settings
+from carteiro.delivery import deliver
+from carteiro.imap.config import ImapConfig
+from carteiro.imap.server import ImapServer
+from carteiro.net.tls import ensure_certificate, server_context
+from carteiro.store.sqlite import SqliteStore
+
+T = TypeVar("T")
+_counter = itertools.count(1)
+
+
+class ServerThread:
+    def __init__(self, data_dir: Path, **config: Any) -> None:
+        self.data_dir = data_dir
+        settings = Settings(data_dir=data_dir, hostname="localhost")
+        self.cert = ensure_certificate(settings).cert
+        self.tls = server_context(settings)
+        config.setdefault("auth_failure_delay", 0.01)
+        self.config = ImapConfig(hostname="localhost", tls_context=self.tls, **config)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.store = SqliteStore(data_dir / "carteiro.db")
+        self.call(self.store.open())
+        self.server = ImapServer(self.store, self.config)
+        self.port = self._listen(implicit_tls=False)
+        self.tls_port = self._listen(implicit_tls=True)
+        self._hash = hash_password("secret")
+
+    def _listen(self, implicit_tls: bool) -> int:
+        srv = self.call(self.server.listen("127.0.0.1", 0, implicit_tls=implicit_tls))
+        return int(srv.sockets[0].getsockname()[1])
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def new_user(self, password: str = "secret") -> str:
+        address = f"user{next(_counter)}@example.org"
+        pw_hash = self._hash if password == "secret" else hash_password(password)
+        self.call(self.store.create_account(address, pw_hash))
+        return address
+
+    def deliver(self, address: str, raw: bytes, flags: tuple[str, ...] = ()) -> int:
+        return self.call(deliver(self.store, address, raw, flags))
+
+    def client_tls(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.cert))
+        ctx.check_hostname = False
+        return ctx
+
+    def connect(self, user: str | None = None, password: str = "secret") -> imaplib.IMAP4:
+        conn = imaplib.IMAP4("127.0.0.1", self.port, timeout=30)
+        if user is not None:
+            conn.login(user, password)
+        return conn
+
+    def connect_tls(self, user: str | None = None, password: str = "secret") -> imaplib.IMAP4_SSL:
+        conn = imaplib.IMAP4_SSL("127.0.0.1", self.tls_port, ssl_context=self.client_tls(), timeout=30)
+        if user is not None:
+            conn.login(user, password)
+        return conn
+
+    def stop(self) -> None:
+        try:
+            self.call(self.server.shutdown(grace=2))
+            self.call(self.store.close())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            self.loop.close()
+
+
+class RawClient:
+    """A byte-exact IMAP client for transcript assertions: sends what it is told and
+    returns the server's lines (literals inlined) up to the tagged reply."""
+
+    def __init__(self, port: int, tls: ssl.SSLContext | None = None, timeout: float = 30) -> None:
+        import socket
+
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock: Any = tls.wrap_socket(sock, server_hostname="localhost") if tls else sock
+        self.buf = b""
+        self.greeting = self.readline()
+
+    def readline(self) -> bytes:
+        """One response line; a trailing literal ``{n}`` is read and appended."""
+        line = self._rawline()
+        while line.endswith(b"}\r\n") and b"{" in line:
+            size = int(line[line.rindex(b"{") + 1 : -3].lstrip(b"~"))
+            line += self._exact(size) + self._rawline()
+        return line
+
+    def _rawline(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError(self.buf)
+            self.buf += data
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line + b"\r\n"
+
+    def _exact(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError(self.buf)
+            self.buf += data
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def cmd(self, line: bytes | str, tag: str | None = None) -> list[bytes]:
+        """Sends ``line`` (tag added when ``tag`` is given) and returns every response
+        line through the tagged one."""
+        data = line.encode() if isinstance(line, str) else line
+        if tag is not None:
+            data = tag.encode() + b" " + data
+        if not data.endswith(b"\r\n"):
+            data += b"\r\n"
+        self.send(data)
+        want = (tag or data.split(b" ", 1)[0].decode()).encode() + b" "
+        out = []
+        while True:
+            line_ = self.readline()
+            out.append(line_)
+            if line_.startswith(want):
+                return out
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
