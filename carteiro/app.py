@@ -64,7 +64,9 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
                         f"cannot listen on {format_listen(listen)}: permission denied. "
                         f"Run as root or choose a port above 1023 with --{what} HOST:PORT"
                     ) from None
-                raise StartupError(f"cannot listen on {format_listen(listen)}: {exc.strerror}") from None
+                raise StartupError(
+                    f"cannot listen on {format_listen(listen)}: {exc.strerror}"
+                ) from None
             for sock in srv.sockets:
                 name = sock.getsockname()
                 kind = "IMAP with implicit TLS" if implicit else "IMAP with STARTTLS"

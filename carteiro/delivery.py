@@ -35,7 +35,9 @@ async def deliver(
     box = await store.get_mailbox(account.id, mailbox)
     if box is None:
         raise NotFound(f"no mailbox {mailbox}")
-    when = internal_date or datetime.datetime.now(datetime.timezone.utc).astimezone()
-    msg = NewMessage(raw, await message_meta(raw), canonical_flags(flags), when.replace(microsecond=0))
+    when = internal_date or datetime.datetime.now(datetime.UTC).astimezone()
+    msg = NewMessage(
+        raw, await message_meta(raw), canonical_flags(flags), when.replace(microsecond=0)
+    )
     result = await store.append(box.id, [msg])
     return result.dest_uids[0]

@@ -21,7 +21,7 @@ import click
 from carteiro.auth.passwords import generate_password, hash_password
 from carteiro.cli import validate
 from carteiro.cli.errors import EXIT_USAGE, CliError, fail, print_error
-from carteiro.config import ConfigError, Settings, format_listen, load_settings
+from carteiro.config import ConfigError, Settings, load_settings
 from carteiro.store.errors import AlreadyExists, NotFound, StoreError
 from carteiro.store.interface import Store
 
@@ -120,11 +120,7 @@ def serve(
     click.echo(
         f"carteiro: TLS certificate {files.cert} ({kind}; SHA-256 {files.fingerprint})", err=True
     )
-    click.echo(
-        f"carteiro: data in {settings.data_dir}; IMAP {format_listen(settings.imap)}, "
-        f"IMAPS {format_listen(settings.imaps)}",
-        err=True,
-    )
+    click.echo(f"carteiro: data directory {settings.data_dir}", err=True)
     run: Callable[[Settings], None] = load_attr("carteiro.app", "run")
     run(settings)
 

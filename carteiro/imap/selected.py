@@ -77,7 +77,10 @@ class SelectedMailbox:
         """New keywords change the mailbox's FLAGS; returns the responses announcing it."""
         known = {k.casefold() for k in self.keywords}
         new = {
-            f for fs in flag_sets for f in fs if not f.startswith("\\") and f.casefold() not in known
+            f
+            for fs in flag_sets
+            for f in fs
+            if not f.startswith("\\") and f.casefold() not in known
         }
         if not new:
             return []

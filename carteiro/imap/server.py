@@ -17,7 +17,7 @@ from collections.abc import Callable
 from carteiro.imap import handlers  # noqa: F401  (registers every command)
 from carteiro.imap.capabilities import capability_line
 from carteiro.imap.config import ImapConfig
-from carteiro.imap.handlers.base import TABLE, CommandFailed, Context, Result, map_store_error
+from carteiro.imap.handlers.base import TABLE, CommandFailed, Context, map_store_error
 from carteiro.imap.protocol import commands as c
 from carteiro.imap.protocol.receiver import (
     CommandError,
@@ -234,7 +234,11 @@ class ImapConnection:
             return
         session = self.session
         if session.state not in spec.states:
-            self.send(tagged(cmd.tag, "BAD", f"{cmd.name} is not valid in the {session.state.value} state"))
+            self.send(
+                tagged(
+                    cmd.tag, "BAD", f"{cmd.name} is not valid in the {session.state.value} state"
+                )
+            )
             return
         if isinstance(cmd, c.Select):
             self._dirty.clear()
@@ -247,7 +251,9 @@ class ImapConnection:
         except Exception as exc:  # store errors and server faults, mapped in one place
             result = map_store_error(exc)
         if session.account is not None and self._unsubscribe is None:
-            self._unsubscribe = self.server.store.subscribe(session.account.id, self._on_store_change)
+            self._unsubscribe = self.server.store.subscribe(
+                session.account.id, self._on_store_change
+            )
         if result.silent:
             return
         if session.selected is not None and session.state is State.SELECTED:

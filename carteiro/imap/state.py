@@ -47,14 +47,19 @@ class Session:
     def plaintext_auth_ok(self) -> bool:
         return self.tls or self.trusted
 
+    def decode_wire(self, wire: str) -> str:
+        """Modified UTF-7 decoded for rev1 clients, nothing else (LIST patterns)."""
+        if self.utf8:
+            return wire
+        try:
+            return mutf7.decode(wire)
+        except ValueError as exc:
+            raise BadMailboxName(wire) from exc
+
     def mailbox_from_wire(self, wire: str) -> str:
         """The store's name for what the client sent: modified UTF-7 decoded for rev1
         clients, ``INBOX`` case-folded (RFC 9051 §5.1), trailing delimiter dropped."""
-        if not self.utf8:
-            try:
-                wire = mutf7.decode(wire)
-            except ValueError as exc:
-                raise BadMailboxName(wire) from exc
+        wire = self.decode_wire(wire)
         if wire.upper() == "INBOX":
             return "INBOX"
         if wire[:6].upper() == "INBOX/":

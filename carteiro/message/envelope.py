@@ -85,7 +85,7 @@ def _tokenize(s: str) -> list[_Tok]:
             i += 1
         else:
             m = _ATOM.match(s, i)
-            if m is None:  # pragma: no cover - every other character starts an atom
+            if m is None:  # a stray ")" or "]": skip it
                 i += 1
                 continue
             toks.append(("a", m.group(), ws, m.group()))

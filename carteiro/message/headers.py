@@ -9,10 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-# One field: a name (no leading white space, no colon), optional white space before the
-# colon (obs-syntax), the value and any continuation lines (starting with SP or HTAB).
+# One field: a name (no white space, no colon), optional white space before the colon
+# (obs-syntax), the value and any continuation lines (starting with SP or HTAB).
 # ``.`` matches CR, so a CRLF line ending leaves a trailing CR that callers strip.
-_FIELD = re.compile(rb"^([^:\s][^:\r\n]*?)[ \t]*:(.*(?:\n[ \t].*)*)\n?", re.MULTILINE)
+_FIELD = re.compile(rb"^([^:\s]+)[ \t]*:(.*(?:\n[ \t].*)*)\n?", re.MULTILINE)
+
+# a line break followed by an empty line (CRLF or bare LF, mixed)
+_BLANK_LINE = re.compile(rb"\n\r?\n")
 
 HeaderField = tuple[str, bytes]
 """``(name, value)``: the name as written (latin-1 decoded), the value unfolded and
@@ -32,14 +35,8 @@ def header_end(raw: bytes, start: int, end: int) -> int:
         return start + 1
     if first == 0x0D and start + 1 < end and raw[start + 1] == 0x0A:
         return start + 2
-    lf = raw.find(b"\n\n", start, end)
-    limit = end if lf < 0 else lf
-    crlf = raw.find(b"\n\r\n", start, limit)
-    if crlf >= 0:
-        return crlf + 3
-    if lf >= 0:
-        return lf + 2
-    return end
+    m = _BLANK_LINE.search(raw, start, end)
+    return end if m is None else m.end()
 
 
 def unfold(value: bytes) -> bytes:

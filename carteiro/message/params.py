@@ -10,10 +10,13 @@ from __future__ import annotations
 import re
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
+MAX_PARAMS = 100
+"""Parameters kept per header field; the rest are ignored (bounds work on hostile input)."""
+
 Params = tuple[tuple[str, str], ...]
 """Parameters in header order: ``(name, value)``, names lower-cased."""
 
-_TOKEN = r"[^\s()<>@,;:\\\"/\[\]?=]+"
+_TOKEN = r"[^\s()<>@,;:\\\"/\[\]?=]+"  # noqa: S105 - a regex, not a secret
 _TYPE = re.compile(rf"[ \t]*({_TOKEN})[ \t]*/[ \t]*({_TOKEN})[ \t]*")
 _DISP = re.compile(rf"[ \t]*({_TOKEN})[ \t]*")
 _PARAM_NAME = re.compile(r"[ \t]*([^\s=;\"]+)[ \t]*=[ \t]*")
@@ -43,7 +46,7 @@ def parse_params(text: str, pos: int) -> list[tuple[str, str]]:
     """Parameters after ``pos`` (``; name=value; name="quoted \\" value"``)."""
     out: list[tuple[str, str]] = []
     n = len(text)
-    while pos < n:
+    while pos < n and len(out) < MAX_PARAMS:
         semi = text.find(";", pos)
         if semi < 0:
             break

@@ -141,18 +141,20 @@ class _Parser:
         start = part.body_start
         end = part.body_end
         delim = b"--" + boundary
+        line_delim = b"\n" + delim  # a delimiter only counts at the start of a line
         dlen = len(delim)
         digest = part.subtype == "digest"
         children = part.children
         pos = start
         child_start = -1
         while True:
-            i = raw.find(delim, pos, end)
-            if i < 0:
-                break
-            if i > start and raw[i - 1] != 0x0A:
-                pos = i + 1
-                continue
+            if pos == start and raw.startswith(delim, start, end):
+                i = start
+            else:
+                i = raw.find(line_delim, pos - 1 if pos > start else start, end)
+                if i < 0:
+                    break
+                i += 1
             j = i + dlen
             close = raw.startswith(b"--", j, end)
             k = j + 2 if close else j

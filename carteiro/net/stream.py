@@ -115,7 +115,9 @@ class Stream(asyncio.Protocol):
 
     @property
     def is_tls(self) -> bool:
-        return self.transport is not None and self.transport.get_extra_info("sslcontext") is not None
+        return (
+            self.transport is not None and self.transport.get_extra_info("sslcontext") is not None
+        )
 
     def peer(self) -> tuple[str, int] | None:
         if self.transport is None:

@@ -62,9 +62,16 @@ def decode(mask: int, keywords: str | None) -> frozenset[str]:
     return frozenset(out)
 
 
-@lru_cache(maxsize=256)
+_ZONES: dict[int, datetime.timezone] = {0: datetime.UTC}
+
+
 def _tz(offset: int) -> datetime.timezone:
-    return datetime.UTC if offset == 0 else datetime.timezone(datetime.timedelta(seconds=offset))
+    zone = _ZONES.get(offset)
+    if zone is None:
+        zone = datetime.timezone(datetime.timedelta(seconds=offset))
+        if len(_ZONES) < 1024:
+            _ZONES[offset] = zone
+    return zone
 
 
 def encode_date(value: datetime.datetime) -> tuple[int, int]:
@@ -78,4 +85,8 @@ def encode_date(value: datetime.datetime) -> tuple[int, int]:
 
 
 def decode_date(stamp: int, offset: int) -> datetime.datetime:
-    return datetime.datetime.fromtimestamp(stamp, _tz(offset))
+    zone = _ZONES.get(offset)
+    return _fromtimestamp(stamp, zone if zone is not None else _tz(offset))
+
+
+_fromtimestamp = datetime.datetime.fromtimestamp

@@ -206,6 +206,10 @@ class Store(Protocol):
         """Returns the first UID that is \\Recent for the calling session and moves the
         mailbox's marker to UIDNEXT, so no other session sees those as \\Recent."""
 
+    async def first_unseen(self, mailbox_id: int) -> int | None:
+        """UID of the first message without ``\\Seen`` (None if all are seen), for the
+        rev1 ``[UNSEEN n]`` response code of SELECT. NotFound."""
+
     async def mailbox_keywords(self, mailbox_id: int) -> list[str]:
         """Keywords ever set in the mailbox (first-seen spelling, sorted), for the FLAGS
         and PERMANENTFLAGS responses of SELECT (RFC 9051 §7.3.5). NotFound."""

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import ServerThread
+from tests.integration.harness import OPEN, ServerThread, close_quietly
 
 SAMPLE_MBOX = Path(__file__).resolve().parents[1] / "data" / "sample-100.mbox"
 
@@ -20,3 +20,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
 @pytest.fixture
 def user(server: ServerThread) -> str:
     return server.new_user()
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while OPEN:
+        close_quietly(OPEN.pop())

@@ -67,12 +67,15 @@ class ServerThread:
 
     def connect(self, user: str | None = None, password: str = "secret") -> imaplib.IMAP4:
         conn = imaplib.IMAP4("127.0.0.1", self.port, timeout=30)
+        OPEN.append(conn)
         if user is not None:
             conn.login(user, password)
         return conn
 
     def connect_tls(self, user: str | None = None, password: str = "secret") -> imaplib.IMAP4_SSL:
-        conn = imaplib.IMAP4_SSL("127.0.0.1", self.tls_port, ssl_context=self.client_tls(), timeout=30)
+        conn = imaplib.IMAP4_SSL(
+            "127.0.0.1", self.tls_port, ssl_context=self.client_tls(), timeout=30
+        )
         if user is not None:
             conn.login(user, password)
         return conn
@@ -87,6 +90,10 @@ class ServerThread:
             self.loop.close()
 
 
+#: every client socket a test opened, closed by the conftest after each test
+OPEN: list[Any] = []
+
+
 class RawClient:
     """A byte-exact IMAP client for transcript assertions: sends what it is told and
     returns the server's lines (literals inlined) up to the tagged reply."""
@@ -95,7 +102,9 @@ class RawClient:
         import socket
 
         sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        OPEN.append(sock)
         self.sock: Any = tls.wrap_socket(sock, server_hostname="localhost") if tls else sock
+        OPEN.append(self.sock)
         self.buf = b""
         self.greeting = self.readline()
 
@@ -146,7 +155,15 @@ class RawClient:
                 return out
 
     def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        close_quietly(self.sock)
+
+
+def close_quietly(obj: Any) -> None:
+    """Closes a socket or an imaplib connection, whatever state it is in."""
+    try:
+        if hasattr(obj, "shutdown") and hasattr(obj, "sock") and hasattr(obj, "state"):
+            obj.shutdown()  # imaplib.IMAP4
+        else:
+            obj.close()
+    except (OSError, ValueError, AttributeError):
+        pass

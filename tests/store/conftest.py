@@ -9,29 +9,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from store_support import BACKENDS, make_store, new_location
+from store_support import BACKENDS, Backend, new_location
 
 from carteiro.store.interface import Store
-
-
-@dataclass
-class Backend:
-    kind: str
-    location: str
-
-    def make(self) -> Store:
-        """A new, unopened instance on this backend's data."""
-        return make_store(self.kind, self.location)
-
-    async def open(self) -> Store:
-        store = self.make()
-        await store.open()
-        return store
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import itertools
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from carteiro.store.interface import MailboxStatus, MessageRecord, NewMessage, Store
@@ -32,8 +33,25 @@ def new_location(kind: str, tmp_path: Path) -> str:
     raise ValueError(f"unknown store backend {kind!r}")
 
 
+@dataclass
+class Backend:
+    kind: str
+    location: str
+
+    def make(self) -> Store:
+        """A new, unopened instance on this backend's data."""
+        return make_store(self.kind, self.location)
+
+    async def open(self) -> Store:
+        store = self.make()
+        await store.open()
+        return store
+
+
 _counter = itertools.count(1)
-DATE = datetime.datetime(2024, 5, 17, 10, 30, 15, tzinfo=datetime.timezone(datetime.timedelta(hours=2)))
+DATE = datetime.datetime(
+    2024, 5, 17, 10, 30, 15, tzinfo=datetime.timezone(datetime.timedelta(hours=2))
+)
 
 
 def msg(
@@ -46,7 +64,9 @@ def msg(
     if data is None:
         n = next(_counter)
         data = b"Subject: test %d\r\n\r\nbody %d\r\n" % (n, n)
-    return NewMessage(data, meta if meta is not None else b"meta:" + data[:20], frozenset(flags), date)
+    return NewMessage(
+        data, meta if meta is not None else b"meta:" + data[:20], frozenset(flags), date
+    )
 
 
 async def all_records(store: Store, mailbox_id: int, chunk: int = 7) -> list[MessageRecord]:

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Backend
-from store_support import blob_count, msg, recount, recount_account
+from store_support import Backend, blob_count, msg, recount, recount_account
 
 from carteiro.store.errors import AlreadyExists, InvalidName, NotAllowed, NotFound
 from carteiro.store.interface import Account, Store
@@ -230,6 +229,10 @@ async def test_mailbox_operations_on_missing_mailbox(store: Store) -> None:
         await store.changes_since(missing, 0)
     with pytest.raises(NotFound):
         await store.claim_recent(missing)
+    with pytest.raises(NotFound):
+        await store.first_unseen(missing)
+    with pytest.raises(NotFound):
+        await store.mailbox_keywords(missing)
     with pytest.raises(NotFound):
         await store.copy(inbox.id, [1], missing)
     with pytest.raises(NotFound):

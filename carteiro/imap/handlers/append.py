@@ -13,7 +13,7 @@ from carteiro.message.meta import analyse
 from carteiro.store.interface import NewMessage
 
 #: messages above this are analysed in a worker thread so the loop stays responsive
-BIG_MESSAGE = 256 * 1024
+BIG_MESSAGE = 32 * 1024
 
 
 async def message_meta(data: bytes) -> bytes:
@@ -25,7 +25,7 @@ async def message_meta(data: bytes) -> bytes:
 
 
 def now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc).astimezone().replace(microsecond=0)
+    return datetime.datetime.now(datetime.UTC).astimezone().replace(microsecond=0)
 
 
 @command(c.Append, AUTH)

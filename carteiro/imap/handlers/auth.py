@@ -46,7 +46,9 @@ async def _authenticate(ctx: Context, username: str, password: str) -> Result:
 @command(c.Login, NOT_AUTH)
 async def login(ctx: Context, cmd: c.Login) -> Result:
     if not ctx.session.plaintext_auth_ok:
-        return no("Plaintext authentication is disabled without TLS: use STARTTLS", "PRIVACYREQUIRED")
+        return no(
+            "Plaintext authentication is disabled without TLS: use STARTTLS", "PRIVACYREQUIRED"
+        )
     return await _authenticate(ctx, cmd.username, cmd.password)
 
 
@@ -69,7 +71,9 @@ async def authenticate(ctx: Context, cmd: c.Authenticate) -> Result:
     if cmd.mechanism != "PLAIN":
         return no("Unsupported authentication mechanism", "CANNOT")
     if not ctx.session.plaintext_auth_ok:
-        return no("Plaintext authentication is disabled without TLS: use STARTTLS", "PRIVACYREQUIRED")
+        return no(
+            "Plaintext authentication is disabled without TLS: use STARTTLS", "PRIVACYREQUIRED"
+        )
     response = cmd.initial_response
     if response is None:
         ctx.send(b"+ \r\n")

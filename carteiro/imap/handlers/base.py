@@ -27,11 +27,14 @@ class Connection(Protocol):
     async def flush(self) -> None: ...
     async def read_line(self, timeout: float) -> bytes | None:
         """The next raw line (without CRLF), or None on EOF/timeout."""
+
     async def wait_change(self, timeout: float) -> str:
         """Waits until the selected mailbox changes (``"change"``), the client sends
         something (``"input"``) or ``timeout`` passes (``"timeout"``)."""
+
     async def sync(self, allow_expunge: bool) -> None:
         """Sends pending EXISTS/EXPUNGE/FETCH updates of the selected mailbox."""
+
     async def start_tls(self) -> None: ...
 
 
@@ -106,7 +109,9 @@ def command(
     cls: type[C],
     states: frozenset[State],
     uses_msn: Callable[[Any], bool] = _never,
-) -> Callable[[Callable[[Context, C], Awaitable[Result]]], Callable[[Context, C], Awaitable[Result]]]:
+) -> Callable[
+    [Callable[[Context, C], Awaitable[Result]]], Callable[[Context, C], Awaitable[Result]]
+]:
     def register(
         fn: Callable[[Context, C], Awaitable[Result]],
     ) -> Callable[[Context, C], Awaitable[Result]]:

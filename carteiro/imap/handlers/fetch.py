@@ -21,7 +21,14 @@ from carteiro.imap.handlers.base import (
 )
 from carteiro.imap.handlers.messages import Selection, resolve
 from carteiro.imap.protocol import commands as c
-from carteiro.imap.protocol.fetch_attrs import BinarySize, BodySection, FetchAttr, Section, Simple, sets_seen
+from carteiro.imap.protocol.fetch_attrs import (
+    BinarySize,
+    BodySection,
+    FetchAttr,
+    Section,
+    Simple,
+    sets_seen,
+)
 from carteiro.imap.protocol.wire import literal
 from carteiro.message.meta import MessageMeta
 from carteiro.message.sections import UnknownEncoding, binary_bytes, section_bytes
@@ -48,8 +55,10 @@ def _needs(attrs: tuple[FetchAttr, ...]) -> tuple[bool, bool]:
     for a in attrs:
         if a in (Simple.ENVELOPE, Simple.BODY, Simple.BODYSTRUCTURE):
             meta = True
-        elif a in (Simple.RFC822, Simple.RFC822_HEADER, Simple.RFC822_TEXT):
+        elif a is Simple.RFC822:
             raw = True
+        elif a in (Simple.RFC822_HEADER, Simple.RFC822_TEXT):
+            raw = meta = True
         elif isinstance(a, (BodySection, BinarySize)):
             raw = meta = True
     return meta, raw
@@ -112,7 +121,9 @@ def render(
                 items.append(b"UID %d" % rec.uid)
         elif a is Simple.FLAGS:
             if not flags_first:
-                items.append(b"FLAGS " + sel.flags_for_display(rec.uid, rec.flags, ctx.session.rev1))
+                items.append(
+                    b"FLAGS " + sel.flags_for_display(rec.uid, rec.flags, ctx.session.rev1)
+                )
         elif a is Simple.INTERNALDATE:
             items.append(b"INTERNALDATE " + format_internal_date(rec.internal_date))
         elif a is Simple.RFC822_SIZE:
@@ -131,10 +142,14 @@ def render(
             items.append(b"RFC822 " + literal(raw))
         elif a is Simple.RFC822_HEADER:
             assert raw is not None and meta is not None
-            items.append(b"RFC822.HEADER " + literal(section_bytes(raw, meta, Section((), "HEADER")) or b""))
+            items.append(
+                b"RFC822.HEADER " + literal(section_bytes(raw, meta, Section((), "HEADER")) or b"")
+            )
         elif a is Simple.RFC822_TEXT:
             assert raw is not None and meta is not None
-            items.append(b"RFC822.TEXT " + literal(section_bytes(raw, meta, Section((), "TEXT")) or b""))
+            items.append(
+                b"RFC822.TEXT " + literal(section_bytes(raw, meta, Section((), "TEXT")) or b"")
+            )
         elif isinstance(a, BodySection):
             assert raw is not None and meta is not None
             items.append(_body_item(a, raw, meta))
@@ -144,7 +159,9 @@ def render(
     return b"* %d FETCH (" % msn + b" ".join(items) + b")\r\n"
 
 
-async def load_records(ctx: Context, sel_uids: list[int], chunk: list[int], mailbox_id: int) -> list[MessageRecord]:
+async def load_records(
+    ctx: Context, sel_uids: list[int], chunk: list[int], mailbox_id: int
+) -> list[MessageRecord]:
     """Records for ``chunk`` (a sorted subset of the selection), using a range scan when
     the chunk is contiguous in the mailbox (the common ``1:*`` case)."""
     from bisect import bisect_left
@@ -169,12 +186,16 @@ async def _fetch(ctx: Context, cmd: c.Fetch, sel_: Selection) -> None:
         if mark_seen:
             unseen = [r.uid for r in records if "\\Seen" not in r.flags]
             if unseen:
-                updates = await ctx.store.store_flags(sel.info.id, unseen, "+", frozenset({"\\Seen"}))
+                updates = await ctx.store.store_flags(
+                    sel.info.id, unseen, "+", frozenset({"\\Seen"})
+                )
                 sel.note_own(updates)
                 new_flags = {u.uid: u.flags for u in updates}
                 seen_now = set(new_flags)
                 records = [
-                    MessageRecord(r.uid, new_flags[r.uid], r.internal_date, r.size, r.modseq, r.blob_id)
+                    MessageRecord(
+                        r.uid, new_flags[r.uid], r.internal_date, r.size, r.modseq, r.blob_id
+                    )
                     if r.uid in new_flags
                     else r
                     for r in records

@@ -10,7 +10,9 @@ from carteiro.imap.state import State
 from carteiro.store import errors as se
 from carteiro.store.interface import MailboxInfo
 
-SPECIAL_USE = frozenset({"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"})
+SPECIAL_USE = frozenset(
+    {"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"}
+)
 STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "RECENT")
 
 
@@ -33,7 +35,10 @@ async def create(ctx: Context, cmd: c.Create) -> Result:
         return no("INBOX always exists", "ALREADYEXISTS")
     if not valid_name(name):
         return no("Invalid mailbox name", "CANNOT")
-    uses = {u.capitalize() if not u.startswith("\\") else "\\" + u[1:].capitalize() for u in cmd.special_use}
+    uses = {
+        u.capitalize() if not u.startswith("\\") else "\\" + u[1:].capitalize()
+        for u in cmd.special_use
+    }
     if not uses <= SPECIAL_USE:
         return no("Unsupported special-use attribute", "USEATTR")
     await ctx.store.create_mailbox(account_id(ctx), name, sorted(uses))
@@ -128,8 +133,14 @@ async def status(ctx: Context, cmd: c.Status) -> Result:
 
 def _list_line(ctx: Context, verb: bytes, attrs: list[str], name: str, extra: bytes = b"") -> bytes:
     return (
-        b"* " + verb + b" (" + " ".join(attrs).encode() + b') "/" '
-        + ctx.session.mailbox_to_wire(name) + extra + b"\r\n"
+        b"* "
+        + verb
+        + b" ("
+        + " ".join(attrs).encode()
+        + b') "/" '
+        + ctx.session.mailbox_to_wire(name)
+        + extra
+        + b"\r\n"
     )
 
 
@@ -144,11 +155,8 @@ async def list_(ctx: Context, cmd: c.List) -> Result:
     if cmd.status_items is not None and any(i not in STATUS_ITEMS for i in cmd.status_items):
         return bad("Unknown STATUS item in LIST RETURN")
     try:
-        ref = ctx.session.mailbox_from_wire(cmd.reference) if cmd.reference else ""
-        patterns = [
-            canonical_pattern(ref, ctx.session.mailbox_from_wire(p) if p else "")
-            for p in cmd.patterns
-        ]
+        ref = ctx.session.decode_wire(cmd.reference)
+        patterns = [canonical_pattern(ref, ctx.session.decode_wire(p)) for p in cmd.patterns]
     except ValueError:
         return no("Mailbox name is not valid modified UTF-7", "CANNOT")
     if len(cmd.patterns) == 1 and cmd.patterns[0] == "" and not cmd.extended:
@@ -166,7 +174,9 @@ async def list_(ctx: Context, cmd: c.List) -> Result:
     candidates = set(boxes)
     if "SUBSCRIBED" in select:
         candidates = subs | (
-            {p for s in subs for p in parents(s) if p in boxes} if "RECURSIVEMATCH" in select else set()
+            {p for s in subs for p in parents(s) if p in boxes}
+            if "RECURSIVEMATCH" in select
+            else set()
         )
     out: list[tuple[str, list[str], bytes]] = []
     for name in sorted(candidates, key=lambda n: (n != "INBOX", n)):
@@ -204,8 +214,8 @@ async def list_(ctx: Context, cmd: c.List) -> Result:
 async def lsub(ctx: Context, cmd: c.Lsub) -> Result:
     acct = account_id(ctx)
     try:
-        ref = ctx.session.mailbox_from_wire(cmd.reference) if cmd.reference else ""
-        pattern = canonical_pattern(ref, ctx.session.mailbox_from_wire(cmd.pattern))
+        ref = ctx.session.decode_wire(cmd.reference)
+        pattern = canonical_pattern(ref, ctx.session.decode_wire(cmd.pattern))
     except ValueError:
         return no("Mailbox name is not valid modified UTF-7", "CANNOT")
     if cmd.pattern == "":
@@ -225,4 +235,3 @@ async def lsub(ctx: Context, cmd: c.Lsub) -> Result:
     for name in sorted(shown, key=lambda n: (n != "INBOX", n)):
         ctx.send(_list_line(ctx, b"LSUB", shown[name], name))
     return ok("LSUB completed")
-

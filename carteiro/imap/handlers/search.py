@@ -81,9 +81,9 @@ async def search(ctx: Context, cmd: c.Search) -> Result:
             parts.append(b"MIN %d" % numbers[0])
         if "MAX" in wanted:
             parts.append(b"MAX %d" % numbers[-1])
-        if "ALL" in wanted:
-            parts.append(b"ALL " + str(from_numbers(numbers)).encode())
     if "COUNT" in wanted:
         parts.append(b"COUNT %d" % len(numbers))
+    if numbers and "ALL" in wanted:
+        parts.append(b"ALL " + str(from_numbers(numbers)).encode())
     ctx.send(b" ".join(parts) + b"\r\n")
     return ok("SEARCH completed")

@@ -41,7 +41,7 @@ async def select(ctx: Context, cmd: c.Select) -> Result:
         readonly=cmd.readonly,
         known_modseq=status.highest_modseq,
         first_recent=first_recent,
-        keywords=await ctx.store.keywords(box.id),
+        keywords=await ctx.store.mailbox_keywords(box.id),
     )
     ctx.send(b"* %d EXISTS\r\n" % len(uids))
     if ctx.session.rev1:

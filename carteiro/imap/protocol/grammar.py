@@ -36,20 +36,33 @@ LITERAL_AT_END = re.compile(rb"(~?)\{([0-9]{1,20})(\+?)\}\Z")
 _DIGITS = re.compile(rb"[0-9]+")
 _SEQ_TOKEN = re.compile(rb"[0-9:*,$]+")
 _SEQ_ITEM = re.compile(rb"(\*|[1-9][0-9]*)(?::(\*|[1-9][0-9]*))?\Z")
-_DATE = re.compile(rb'([0-9]{1,2})-([A-Za-z]{3})-([0-9]{4})')
+_DATE = re.compile(rb"([0-9]{1,2})-([A-Za-z]{3})-([0-9]{4})")
 _DATE_TIME = re.compile(
-    rb'" ?([0-9]{1,2})-([A-Za-z]{3})-([0-9]{4}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) ([+-])([0-9]{2})([0-9]{2})"'
+    rb'" ?([0-9]{1,2})-([A-Za-z]{3})-([0-9]{4})'
+    rb' ([0-9]{2}):([0-9]{2}):([0-9]{2}) ([+-])([0-9]{2})([0-9]{2})"'
 )
 MONTHS = {
     m: i + 1
     for i, m in enumerate(
-        (b"JAN", b"FEB", b"MAR", b"APR", b"MAY", b"JUN", b"JUL", b"AUG", b"SEP", b"OCT", b"NOV", b"DEC")
+        (
+            b"JAN",
+            b"FEB",
+            b"MAR",
+            b"APR",
+            b"MAY",
+            b"JUN",
+            b"JUL",
+            b"AUG",
+            b"SEP",
+            b"OCT",
+            b"NOV",
+            b"DEC",
+        )
     )
 }
 
 SYSTEM_FLAGS = {
-    f.lower(): f
-    for f in ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft", "\\Recent")
+    f.lower(): f for f in ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft", "\\Recent")
 }
 
 
@@ -85,6 +98,9 @@ class Cursor:
         self.max_search_depth = max_search_depth
         self.depth = 0
         self.search_depth = 0
+        #: Accept 8-bit quoted strings even without UTF-8 (SEARCH values; many clients
+        #: send them under ``CHARSET UTF-8``). They still have to be valid UTF-8.
+        self.allow_8bit = False
 
     # --- positioning -----------------------------------------------------------------
 
@@ -176,7 +192,7 @@ class Cursor:
 
     def _check_text(self, data: bytes, what: str) -> bytes:
         if not data.isascii():
-            if not self.utf8:
+            if not (self.utf8 or self.allow_8bit):
                 raise ParseError(f"8-bit characters not allowed in {what}")
             try:
                 data.decode("utf-8")

@@ -93,6 +93,8 @@ def decode(name: str) -> str:
                 raise ValueError("invalid UTF-16 in modified base64") from None
             if any(0x20 <= ord(t) <= 0x7E for t in text):
                 raise ValueError("printable ASCII must not be base64-encoded")
+            if name.startswith("&", end + 1) and not name.startswith("&-", end + 1):
+                raise ValueError("adjacent modified base64 sequences")
             out.append(text)
         i = end + 1
     return "".join(out)

@@ -52,7 +52,11 @@ _DATE_KEYS: dict[str, tuple[bool, str]] = {
 
 def _text(cur: Cursor) -> str:
     # Only US-ASCII and UTF-8 are accepted, so every value decodes as UTF-8.
-    return cur.astring().decode("utf-8", "replace")
+    cur.allow_8bit = True
+    try:
+        return cur.astring().decode("utf-8", "replace")
+    finally:
+        cur.allow_8bit = False
 
 
 def _key(cur: Cursor) -> SearchKey:

@@ -171,7 +171,7 @@ def _status_items(cur: Cursor) -> tuple[str, ...]:
     cur.expect(b"(", "status items")
     items = _words(cur, STATUS_ITEMS, "status item")
     if not items:
-        raise ParseError("Missing status item")
+        raise ParseError("Expected status item")
     return tuple(dict.fromkeys(items))
 
 

@@ -217,7 +217,7 @@ class Receiver:
         limit = self.limits.max_line + 2  # room for CR LF
         end = min(len(buf), limit)
         idx = buf.find(b"\n", self._scan, end)
-        self.bytes_examined += max(0, end - self._scan)
+        self.bytes_examined += max(0, (end if idx < 0 else idx + 1) - self._scan)
         if idx < 0:
             if len(buf) < limit:
                 self._scan = end
@@ -248,7 +248,10 @@ class Receiver:
         if first:
             if not line and not overflow:
                 return None  # tolerate empty lines between commands
-            self._tag = read_tag(self._head if overflow else line)
+            if not overflow:
+                self._tag = read_tag(line)
+            elif b" " in self._head:  # else the kept head may hold only part of the tag
+                self._tag = read_tag(self._head[: self._head.index(b" ")])
         if overflow:
             return self._fail(CommandError(self._tag, "Line too long"), line)
         self._size += len(line) + 2

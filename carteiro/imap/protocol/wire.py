@@ -12,7 +12,9 @@ from collections.abc import Iterable
 _ATOM_SPECIALS = frozenset(b'(){ %*"\\]')
 # ASTRING-CHAR additionally allows ] (resp-specials)
 _ASTRING_SPECIALS = frozenset(b'(){ %*"\\')
-_QUOTED_UNSAFE = frozenset(range(0, 32)) | {0x7F}
+# TEXT-CHAR is any CHAR but CR and LF; we also keep other controls (but TAB) out of quoted
+# strings because some clients choke on them.
+_QUOTED_UNSAFE = (frozenset(range(0, 32)) - {0x09}) | {0x7F}
 
 
 def is_atom(data: bytes, *, astring: bool = False) -> bool:
@@ -68,7 +70,7 @@ def astring(value: bytes | str, *, utf8: bool = False) -> bytes:
 
 def flag_list(flags: Iterable[str]) -> bytes:
     """``(\\Seen $Forwarded)`` — system flags first, then keywords, stable order."""
-    ordered = sorted(flags, key=lambda f: (not f.startswith("\\"), f.lower()))
+    ordered = sorted(flags, key=lambda f: (f == "\\*", not f.startswith("\\"), f.lower()))
     return b"(" + " ".join(ordered).encode("ascii", "replace") + b")"
 
 

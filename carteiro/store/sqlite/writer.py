@@ -70,7 +70,6 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
         self._start_error: BaseException | None = None
-        self._conn: sqlite3.Connection | None = None
         self.batches = 0  # statistics, for benchmarks and tests
         self.ops = 0
 
@@ -109,15 +108,14 @@ class Writer:
             self._start_error = exc
             self._started.set()
             return
-        self._conn = conn
         self._started.set()
         try:
-            while True:
+            stop = False
+            while not stop:
                 first = self._queue.get()
                 if first is None:
                     break
                 batch: list[_Op[Any]] = [first]
-                stop = False
                 while len(batch) < self._max_batch:
                     try:
                         nxt = self._queue.get_nowait()
@@ -127,22 +125,37 @@ class Writer:
                         stop = True
                         break
                     batch.append(nxt)
-                self._run_batch(conn, batch)
-                if stop:
-                    break
+                try:
+                    self._run_batch(conn, batch)
+                except BaseException as exc:  # never let the writer die with callers waiting
+                    log.exception("sqlite store: writer failure")
+                    self._rollback(conn)
+                    for op in batch:
+                        _resolve(op, None, exc)
         finally:
             conn.close()
+            closed = RuntimeError("store closed")
+            while True:  # submitted while closing: fail rather than hang
+                try:
+                    late = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if late is not None:
+                    _resolve(late, None, closed)
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                log.exception("sqlite store: rollback failed")
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op[Any]]) -> None:
         outcomes: list[tuple[Any, BaseException | None]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except BaseException as exc:
-            for op in batch:
-                op.loop.call_soon_threadsafe(_settle, op.future, None, exc)
-            return
+        conn.execute("BEGIN IMMEDIATE")
         for op in batch:
-            if op.future.cancelled():
+            if op.future.cancelled():  # racy read, but only ever skips useless work
                 outcomes.append((None, asyncio.CancelledError()))
                 continue
             conn.execute("SAVEPOINT op")
@@ -150,10 +163,7 @@ class Writer:
                 result = op.fn(conn, op.events)
             except Exception as exc:
                 if not conn.in_transaction:  # SQLite rolled the whole transaction back
-                    log.error("sqlite store: transaction aborted by %r", exc)
-                    for each in batch:
-                        each.loop.call_soon_threadsafe(_settle, each.future, None, exc)
-                    return
+                    raise
                 conn.execute("ROLLBACK TO op")
                 conn.execute("RELEASE op")
                 op.events.clear()
@@ -161,23 +171,29 @@ class Writer:
             else:
                 conn.execute("RELEASE op")
                 outcomes.append((result, None))
-        try:
-            conn.execute("COMMIT")
-        except BaseException as commit_error:
-            log.exception("sqlite store: commit of %d operations failed", len(batch))
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            for op in batch:
-                op.loop.call_soon_threadsafe(_settle, op.future, None, commit_error)
-            return
+        conn.execute("COMMIT")
         self.batches += 1
         self.ops += len(batch)
+        # listeners are scheduled before the callers resume: once a change's coroutine
+        # returns, every listener has already been told about it
         events: Events = set()
-        for op, (result, error) in zip(batch, outcomes, strict=True):
+        for op in batch:
             events |= op.events
-            op.loop.call_soon_threadsafe(_settle, op.future, result, error)
         if events:
-            self._on_commit(events)
+            try:
+                self._on_commit(events)
+            except Exception:
+                log.exception("sqlite store: posting notifications failed")
+        for op, (result, error) in zip(batch, outcomes, strict=True):
+            _resolve(op, result, error)
+
+
+def _resolve(op: _Op[Any], result: Any, exc: BaseException | None) -> None:
+    """Thread side: settles the caller's future on its own loop."""
+    try:
+        op.loop.call_soon_threadsafe(_settle, op.future, result, exc)
+    except RuntimeError:  # the caller's loop is closed: nobody is waiting
+        pass
 
 
 class Readers:

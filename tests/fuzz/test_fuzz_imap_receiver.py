@@ -1,0 +1,244 @@
+"""Hypothesis tests of the IMAP receiver/parser: no crashes, split invariance, round trips."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from carteiro.imap.protocol import commands as c
+from carteiro.imap.protocol import wire
+from carteiro.imap.protocol.grammar import parse_sequence_set
+from carteiro.imap.protocol.receiver import (
+    CommandError,
+    CommandReceived,
+    Event,
+    FatalError,
+    Limits,
+    LineReceived,
+    LiteralRejected,
+    NeedContinuation,
+    NeedData,
+    Receiver,
+)
+from carteiro.imap.protocol.sequence_set import SequenceSet
+
+EVENT_TYPES = (
+    NeedContinuation,
+    CommandReceived,
+    CommandError,
+    LiteralRejected,
+    FatalError,
+    LineReceived,
+)
+SMALL = Limits(max_line=200, max_literal=300, max_command=1000, max_depth=4, max_search_depth=8)
+
+
+def run(chunks: list[bytes], *, limits: Limits, utf8: bool, expect_every: int = 0) -> list[Event]:
+    rx = Receiver(limits)
+    rx.utf8 = utf8
+    out: list[Event] = []
+    for chunk in chunks:
+        rx.receive_data(chunk)
+        while not isinstance(ev := rx.next_event(), NeedData):
+            assert isinstance(ev, EVENT_TYPES)
+            if isinstance(ev, CommandError | LiteralRejected | FatalError):
+                assert ev.text and "\n" not in ev.text
+            out.append(ev)
+            if expect_every and len(out) % expect_every == 0:
+                rx.expect_line()
+    return out
+
+
+def split(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({min(cut, len(data)) for cut in cuts})
+    chunks, last = [], 0
+    for p in points:
+        chunks.append(data[last:p])
+        last = p
+    chunks.append(data[last:])
+    return chunks
+
+
+# Tokens that drive the parser deep into the grammar.
+TOKENS = [
+    b"a1 ",
+    b"UID ",
+    b"FETCH ",
+    b"SEARCH ",
+    b"STORE ",
+    b"APPEND ",
+    b"LOGIN ",
+    b"LIST ",
+    b"SELECT ",
+    b"CREATE ",
+    b"STATUS ",
+    b"ID ",
+    b"AUTHENTICATE ",
+    b"ENABLE ",
+    b"COPY ",
+    b"BODY[",
+    b"BODY.PEEK[",
+    b"BINARY[",
+    b"BINARY.SIZE[",
+    b"HEADER.FIELDS (",
+    b"MIME",
+    b"1.2",
+    b"]",
+    b"<0.10>",
+    b"(",
+    b")",
+    b" ",
+    b'"',
+    b"\\",
+    b"\\Seen",
+    b"{3}\r\n",
+    b"{2+}\r\n",
+    b"~{1}\r\n",
+    b"\r\n",
+    b"\n",
+    b"1:*",
+    b"$",
+    b"*",
+    b",",
+    b"0",
+    b"OR ",
+    b"NOT ",
+    b"CHARSET UTF-8 ",
+    b"RETURN (",
+    b"1-Feb-2024",
+    b'" 1-Feb-2024 10:00:00 +0000"',
+    b"+FLAGS.SILENT ",
+    b"NIL",
+    b"=",
+    b"AGJvYgBwdw==",
+    b"\xc3\xa9",
+    b"\xff",
+    b"\x00",
+    b"x",
+    b"INBOX",
+    b"USE (",
+    b"RECURSIVEMATCH",
+    b"SUBSCRIBED",
+    b"STATUS (MESSAGES)",
+    b"{999}\r\n",
+    b"{999+}\r\n",
+]
+token_soup = st.lists(st.sampled_from(TOKENS), max_size=60).map(b"".join)
+
+# Grammar-shaped commands, then mutated, to reach deep into the parser.
+seq_text = st.sampled_from([b"1", b"1:*", b"*", b"$", b"2,4:7", b"0", b"1:", b"4294967296"])
+astr = st.one_of(
+    st.sampled_from([b"INBOX", b'"a b"', b'""', b"x]y", b"{3}\r\nabc", b"{2+}\r\n\xc3\xa9"]),
+    st.binary(max_size=6).map(lambda b: b"{%d}\r\n" % len(b) + b),
+)
+flag = st.sampled_from([b"\\Seen", b"\\seen", b"\\Recent", b"$Junk", b"\\X", b"kw"])
+flags = st.lists(flag, max_size=3).map(lambda f: b"(" + b" ".join(f) + b")")
+section = st.sampled_from(
+    [b"", b"1", b"1.2.MIME", b"HEADER", b"2.TEXT", b"HEADER.FIELDS (From {2}\r\nTo)", b"0", b"MIME"]
+)
+fetch_att = st.one_of(
+    st.sampled_from([b"FLAGS", b"UID", b"RFC822.SIZE", b"ENVELOPE", b"BODYSTRUCTURE", b"ALL"]),
+    st.tuples(st.sampled_from([b"BODY", b"BODY.PEEK", b"BINARY", b"BINARY.SIZE"]), section).map(
+        lambda t: t[0] + b"[" + t[1] + b"]"
+    ),
+)
+search_key = st.recursive(
+    st.one_of(
+        st.sampled_from([b"ALL", b"SEEN", b"NEW", b"OLD", b"UNDRAFT", b"BEFORE 1-Feb-2024"]),
+        astr.map(lambda a: b"SUBJECT " + a),
+        seq_text.map(lambda q: b"UID " + q),
+        seq_text,
+    ),
+    lambda inner: st.one_of(
+        inner.map(lambda k: b"NOT " + k),
+        st.tuples(inner, inner).map(lambda t: b"OR " + t[0] + b" " + t[1]),
+        st.lists(inner, min_size=1, max_size=3).map(lambda ks: b"(" + b" ".join(ks) + b")"),
+    ),
+    max_leaves=8,
+)
+command = st.one_of(
+    st.tuples(seq_text, st.lists(fetch_att, min_size=1, max_size=4)).map(
+        lambda t: b"UID FETCH " + t[0] + b" (" + b" ".join(t[1]) + b")"
+    ),
+    search_key.map(lambda k: b"SEARCH RETURN (MIN) CHARSET UTF-8 " + k),
+    st.tuples(seq_text, flags).map(lambda t: b"STORE " + t[0] + b" +FLAGS.SILENT " + t[1]),
+    st.tuples(astr, flags, st.binary(max_size=5)).map(
+        lambda t: b"APPEND " + t[0] + b" " + t[1] + b" {%d+}\r\n" % len(t[2]) + t[2]
+    ),
+    st.tuples(astr, astr).map(lambda t: b"LOGIN " + t[0] + b" " + t[1]),
+    astr.map(lambda a: b'LIST (SUBSCRIBED) "" (' + a + b") RETURN (STATUS (MESSAGES))"),
+    astr.map(lambda a: b"SELECT " + a + b" (QRESYNC (1 2 1:3))"),
+    astr.map(lambda a: b"CREATE " + a + b" (USE (\\Sent))"),
+)
+
+
+@st.composite
+def mutated_commands(draw: st.DrawFn) -> bytes:
+    out = b""
+    for cmd in draw(st.lists(command, min_size=1, max_size=4)):
+        data = bytearray(b"t " + cmd + b"\r\n")
+        for _ in range(draw(st.integers(0, 2))):
+            i = draw(st.integers(0, len(data)))
+            if draw(st.booleans()) and i < len(data):
+                del data[i]
+            else:
+                data[i:i] = draw(st.sampled_from([b" ", b"(", b")", b"]", b"\r\n", b"{1}", b"x"]))
+        out += bytes(data)
+    return out
+
+
+any_bytes = st.one_of(st.binary(max_size=400), token_soup, mutated_commands())
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(any_bytes, st.lists(st.integers(0, 500), max_size=8), st.booleans(), st.integers(0, 3))
+def test_random_input_only_produces_events(
+    data: bytes, cuts: list[int], utf8: bool, expect_every: int
+) -> None:
+    run(split(data, cuts), limits=SMALL, utf8=utf8, expect_every=expect_every)
+    run([data], limits=Limits(), utf8=utf8, expect_every=expect_every)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(token_soup, mutated_commands()),
+    st.lists(st.integers(0, 500), max_size=10),
+    st.booleans(),
+)
+def test_split_invariance(data: bytes, cuts: list[int], utf8: bool) -> None:
+    assert run(split(data, cuts), limits=SMALL, utf8=utf8) == run([data], limits=SMALL, utf8=utf8)
+
+
+bound = st.one_of(st.none(), st.integers(1, 2**32 - 1))
+sequence_sets = st.lists(st.tuples(bound, bound), min_size=1, max_size=6).map(
+    lambda ranges: SequenceSet(tuple(ranges))
+)
+
+
+@given(sequence_sets)
+def test_sequence_set_round_trip(seqs: SequenceSet) -> None:
+    assert parse_sequence_set(str(seqs).encode()) == seqs
+    events = run([b"t UID COPY " + str(seqs).encode() + b" x\r\n"], limits=Limits(), utf8=False)
+    assert events == [CommandReceived(c.Copy("t", True, seqs, "x"))]
+
+
+nul_free_text = st.text(
+    alphabet=st.characters(blacklist_characters="\x00", codec="utf-8"), max_size=40
+)
+
+
+@given(nul_free_text, nul_free_text, st.booleans())
+def test_wire_astring_round_trip_through_login(user: str, password: str, utf8: bool) -> None:
+    line = b"t LOGIN " + wire.astring(user, utf8=utf8) + b" " + wire.astring(password, utf8=utf8)
+    events = run([line + b"\r\n"], limits=Limits(), utf8=utf8)
+    assert events[-1] == CommandReceived(c.Login("t", user, password))
+    assert all(isinstance(e, NeedContinuation) for e in events[:-1])
+
+
+@given(nul_free_text, st.booleans())
+def test_wire_string_round_trip_through_search(value: str, utf8: bool) -> None:
+    line = b"t SEARCH CHARSET UTF-8 SUBJECT " + wire.string(value, utf8=utf8)
+    events = run([line + b"\r\n"], limits=Limits(), utf8=utf8)
+    last = events[-1]
+    assert isinstance(last, CommandReceived) and isinstance(last.command, c.Search)
+    assert last.command.key.value == value  # type: ignore[union-attr]
