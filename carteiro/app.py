@@ -67,7 +67,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
                 raise StartupError(
                     f"cannot listen on {format_listen(listen)}: {exc.strerror}"
                 ) from None
-            for sock in srv.sockets:
+            for sock in srv.sockets if isinstance(srv, asyncio.Server) else ():
                 name = sock.getsockname()
                 kind = "IMAP with implicit TLS" if implicit else "IMAP with STARTTLS"
                 print(f"carteiro: listening on {name[0]}:{name[1]} ({kind})", flush=True)

@@ -8,6 +8,8 @@ decides most messages thus reads few bodies.
 
 from __future__ import annotations
 
+import datetime
+
 from carteiro.imap.protocol import search_keys as k
 from carteiro.imap.selected import SelectedMailbox
 from carteiro.message.meta import MessageMeta
@@ -51,12 +53,12 @@ def needs_content(key: k.SearchKey) -> bool:
     return False
 
 
-def _date_cmp(op: str, value: object, target: object) -> bool:
+def _date_cmp(op: str, value: datetime.date, target: datetime.date) -> bool:
     if op == "BEFORE":
-        return value < target  # type: ignore[operator]
+        return value < target
     if op == "ON":
         return value == target
-    return value >= target  # type: ignore[operator]
+    return value >= target
 
 
 def evaluate(

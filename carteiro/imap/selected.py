@@ -155,13 +155,13 @@ class SelectedMailbox:
             for uid in sorted(self.pending_flags):
                 if uid in self.pending_expunged:
                     continue
-                msn = self.msn_of(uid)
-                if msn is None:
+                pos = self.msn_of(uid)
+                if pos is None:
                     continue
                 upd = self.pending_flags[uid]
                 out.append(
                     b"* %d FETCH (UID %d FLAGS %s)\r\n"
-                    % (msn, uid, self.flags_for_display(uid, upd.flags, rev1))
+                    % (pos, uid, self.flags_for_display(uid, upd.flags, rev1))
                 )
             self.pending_flags.clear()
         return out

@@ -3,7 +3,6 @@ and a byte-exact client."""
 
 from __future__ import annotations
 
-import imaplib
 import re
 
 import pytest

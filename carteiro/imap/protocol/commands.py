@@ -241,4 +241,3 @@ class Move(Command):
     uid: bool
     seqs: SequenceSet
     mailbox: str
-
