@@ -7,7 +7,6 @@ Every command takes ``--data-dir`` (env ``CARTEIRO_DATA_DIR``) and ``--config``
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import sqlite3
@@ -121,7 +120,8 @@ def serve(
         f"carteiro: TLS certificate {files.cert} ({kind}; SHA-256 {files.fingerprint})", err=True
     )
     click.echo(f"carteiro: data directory {settings.data_dir}", err=True)
-    run: Callable[[Settings], None] = load_attr("carteiro.app", "run")
+    from carteiro.app import run
+
     run(settings)
 
 
@@ -279,7 +279,7 @@ def deliver(
             f"the message is larger than max_literal ({settings.max_literal} octets); "
             "raise max_literal in the config to accept it"
         )
-    deliver_fn: Callable[..., Awaitable[int]] = load_attr("carteiro.delivery", "deliver")
+    from carteiro.delivery import deliver as deliver_fn
 
     async def run(store: Store) -> int:
         try:
@@ -367,11 +367,3 @@ def read_password() -> str:
 
 def unknown_account(address: str) -> NoReturn:
     fail(f"there is no account {address}; 'carteiro user list' shows the accounts")
-
-
-def load_attr(module: str, name: str) -> Any:
-    """A function from a module imported only when a command needs it."""
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        fail(f"{module}.{name} is missing from this installation; reinstall Carteiro")

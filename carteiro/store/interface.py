@@ -179,6 +179,10 @@ class Store(Protocol):
     async def read_blob(self, blob_id: int) -> bytes:
         """The message exactly as appended. NotFound."""
 
+    async def read_blobs(self, blob_ids: Sequence[int]) -> dict[int, bytes]:
+        """Several messages in one round trip (FETCH of many bodies); missing ids are
+        absent from the result. Callers bound the total size they ask for."""
+
     async def read_meta(self, blob_ids: Sequence[int]) -> dict[int, bytes]:
         """The opaque metadata stored with each blob."""
 

@@ -37,6 +37,11 @@ async def test_append_and_read_back(store: Store) -> None:
         r2.blob_id: m2.meta,
     }
     assert await store.read_meta([]) == {}
+    assert await store.read_blobs([r2.blob_id, r1.blob_id, 10**9]) == {
+        r1.blob_id: m1.data,
+        r2.blob_id: m2.data,
+    }
+    assert await store.read_blobs([]) == {}
     assert r1.modseq > inbox.highest_modseq
     status = await recount(store, inbox.id)
     assert (status.messages, status.unseen, status.uidnext) == (2, 1, 3)

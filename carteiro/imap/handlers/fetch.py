@@ -203,15 +203,36 @@ async def _fetch(ctx: Context, cmd: c.Fetch, sel_: Selection) -> None:
         metas: dict[int, bytes] = {}
         if need_meta:
             metas = await ctx.store.read_meta(sorted({r.blob_id for r in records}))
-        for rec in records:
-            msn = sel.msn_of(rec.uid)
-            if msn is None:
-                continue
-            meta = MessageMeta.from_bytes(metas[rec.blob_id]) if need_meta else None
-            raw = await ctx.store.read_blob(rec.blob_id) if need_raw else None
-            flags_first = rec.uid in seen_now and Simple.FLAGS not in attrs
-            ctx.send(render(ctx, attrs, msn, rec, flags_first, meta, raw, cmd.uid))
-        await ctx.conn.flush()
+        for batch in by_size(records) if need_raw else [records]:
+            blobs = await ctx.store.read_blobs([r.blob_id for r in batch]) if need_raw else {}
+            for rec in batch:
+                msn = sel.msn_of(rec.uid)
+                if msn is None or (need_raw and rec.blob_id not in blobs):
+                    continue
+                meta = MessageMeta.from_bytes(metas[rec.blob_id]) if need_meta else None
+                raw = blobs[rec.blob_id] if need_raw else None
+                flags_first = rec.uid in seen_now and Simple.FLAGS not in attrs
+                ctx.send(render(ctx, attrs, msn, rec, flags_first, meta, raw, cmd.uid))
+            await ctx.conn.flush()
+
+
+#: bodies read per store round trip: bounded so a FETCH of large messages stays lean
+BLOB_BATCH_BYTES = 4 * 1024 * 1024
+
+
+def by_size(records: list[MessageRecord]) -> list[list[MessageRecord]]:
+    batches: list[list[MessageRecord]] = []
+    current: list[MessageRecord] = []
+    total = 0
+    for rec in records:
+        if current and total + rec.size > BLOB_BATCH_BYTES:
+            batches.append(current)
+            current, total = [], 0
+        current.append(rec)
+        total += rec.size
+    if current:
+        batches.append(current)
+    return batches
 
 
 def _uses_msn(cmd: c.Fetch) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from carteiro.imap.handlers.base import SELECTED, Context, Result, bad, command, not_uid, ok
-from carteiro.imap.handlers.fetch import CHUNK
+from carteiro.imap.handlers.fetch import CHUNK, by_size
 from carteiro.imap.protocol import commands as c
 from carteiro.imap.protocol.sequence_set import from_numbers
 from carteiro.imap.protocol.wire import quoted
@@ -36,11 +36,17 @@ async def run_search(ctx: Context, cmd: c.Search) -> list[tuple[int, int]]:
                 undecided.append((msn, rec))
         if undecided:
             metas = await ctx.store.read_meta(sorted({r.blob_id for _, r in undecided}))
-            for msn, rec in undecided:
-                raw = await ctx.store.read_blob(rec.blob_id)
-                content = Content(raw, MessageMeta.from_bytes(metas[rec.blob_id]))
-                if evaluate(cmd.key, rec, msn, sel, content):
-                    hits.append((msn, rec.uid))
+            for batch in by_size([r for _, r in undecided]):
+                blobs = await ctx.store.read_blobs([r.blob_id for r in batch])
+                for rec in batch:
+                    msn = sel.msn_of(rec.uid)
+                    if msn is None or rec.blob_id not in blobs:
+                        continue
+                    content = Content(
+                        blobs[rec.blob_id], MessageMeta.from_bytes(metas[rec.blob_id])
+                    )
+                    if evaluate(cmd.key, rec, msn, sel, content):
+                        hits.append((msn, rec.uid))
     hits.sort()
     return hits
 

@@ -306,6 +306,19 @@ class SqliteStore:
         result: bytes = await self._read(q)
         return result
 
+    async def read_blobs(self, blob_ids: Sequence[int]) -> dict[int, bytes]:
+        wanted = sorted(set(blob_ids))
+
+        def q(conn: sqlite3.Connection) -> dict[int, bytes]:
+            if not wanted:
+                return {}
+            cond, params = ops.uid_filter(wanted, column="id")
+            rows = conn.execute(f"SELECT id, data FROM blobs WHERE {cond}", params)
+            return {row[0]: bytes(row[1]) for row in rows}
+
+        result: dict[int, bytes] = await self._read(q)
+        return result
+
     async def read_meta(self, blob_ids: Sequence[int]) -> dict[int, bytes]:
         wanted = sorted(set(blob_ids))
 
