@@ -141,8 +141,9 @@ class ImapConnection:
                 self.session.state = State.LOGOUT
                 return
             new_from = None
-            if not sel.readonly and changes.updated and changes.updated[-1].uid > sel.max_uid:
-                new_from = await self.server.store.claim_recent(sel.info.id)
+            newest = changes.updated[-1].uid if changes.updated else 0
+            if not sel.readonly and newest > sel.max_uid:
+                new_from = await self.server.claim_recent(sel.info.id, newest)
             sel.absorb(changes, new_from)
         for line in sel.drain_updates(allow_expunge=allow_expunge, rev1=self.session.rev1):
             self.send(line)
@@ -290,6 +291,21 @@ class ImapServer:
         self.connections: set[ImapConnection] = set()
         self._servers: list[asyncio.AbstractServer] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        #: per mailbox, the UID below which \Recent is known to be claimed already
+        self._recent_claimed: dict[int, int] = {}
+
+    async def claim_recent(self, mailbox_id: int, newest_uid: int) -> int | None:
+        """\Recent for messages up to ``newest_uid`` goes to the first session that asks
+        (RFC 3501 §2.3.2). When another session of this process already took them, skip
+        the store write: with a thousand sessions in IDLE, one delivery must not cost a
+        thousand commits."""
+        if self._recent_claimed.get(mailbox_id, 0) > newest_uid:
+            return None
+        first = await self.store.claim_recent(mailbox_id)
+        self._recent_claimed[mailbox_id] = max(
+            self._recent_claimed.get(mailbox_id, 0), newest_uid + 1
+        )
+        return first
 
     async def listen(self, host: str, port: int, *, implicit_tls: bool) -> asyncio.AbstractServer:
         loop = asyncio.get_running_loop()

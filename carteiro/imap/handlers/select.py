@@ -24,7 +24,7 @@ def deselect(ctx: Context) -> None:
 async def select(ctx: Context, cmd: c.Select) -> Result:
     had_selection = ctx.session.selected is not None
     deselect(ctx)
-    if had_selection:
+    if had_selection and ctx.session.rev2:
         # RFC 9051 §6.3.2: tells the client the previous mailbox is closed
         ctx.send(b"* OK [CLOSED] Previous mailbox closed\r\n")
     name = name_arg(ctx, cmd.mailbox)
