@@ -12,6 +12,7 @@ from carteiro.config import ConfigError, Settings, format_listen
 from carteiro.imap.config import ImapConfig
 from carteiro.imap.server import ImapServer
 from carteiro.net.tls import ensure_certificate, server_context
+from carteiro.store.errors import StoreUnavailable
 from carteiro.store.sqlite import SqliteStore
 
 log = logging.getLogger("carteiro")
@@ -43,7 +44,10 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         print(f"carteiro: generated a self-signed TLS certificate: {files.cert}", flush=True)
     tls = server_context(settings)
     store = SqliteStore(settings.data_dir / "carteiro.db")
-    await store.open()
+    try:
+        await store.open()
+    except StoreUnavailable as exc:
+        raise StartupError(f"{exc}. Check --data-dir and the file's permissions") from None
     server = ImapServer(store, imap_config(settings, tls))
     try:
         for listen, implicit in ((settings.imap, False), (settings.imaps, True)):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -21,7 +20,7 @@ from carteiro.auth.passwords import generate_password, hash_password
 from carteiro.cli import validate
 from carteiro.cli.errors import EXIT_USAGE, CliError, fail, print_error
 from carteiro.config import ConfigError, Settings, load_settings
-from carteiro.store.errors import AlreadyExists, NotFound, StoreError
+from carteiro.store.errors import AlreadyExists, NotFound, StoreError, StoreUnavailable
 from carteiro.store.interface import Store
 
 __all__ = ["cli", "main"]
@@ -345,7 +344,7 @@ def with_store(settings: Settings, operation: Callable[[Store], Awaitable[T]]) -
 
     try:
         return asyncio.run(run())
-    except sqlite3.DatabaseError as e:
+    except StoreUnavailable as e:
         fail(
             f"cannot use the database {settings.database} ({e}); check that it is a "
             "Carteiro database and that the data directory is writable"

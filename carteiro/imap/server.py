@@ -295,7 +295,7 @@ class ImapServer:
         self._recent_claimed: dict[int, int] = {}
 
     async def claim_recent(self, mailbox_id: int, newest_uid: int) -> int | None:
-        """\Recent for messages up to ``newest_uid`` goes to the first session that asks
+        """\\Recent for messages up to ``newest_uid`` goes to the first session that asks
         (RFC 3501 §2.3.2). When another session of this process already took them, skip
         the store write: with a thousand sessions in IDLE, one delivery must not cost a
         thousand commits."""

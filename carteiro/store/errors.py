@@ -27,3 +27,7 @@ class NotAllowed(StoreError):
 
 class QuotaExceeded(StoreError):
     """Storing would exceed a limit (message size, quota)."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be opened or used: a corrupt or foreign file, no permission."""

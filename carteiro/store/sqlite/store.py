@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from carteiro.store.errors import NotFound
+from carteiro.store.errors import NotFound, StoreUnavailable
 from carteiro.store.flags import SEEN, decode, decode_date
 from carteiro.store.interface import (
     Account,
@@ -77,8 +77,11 @@ class SqliteStore:
     # --- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
         self._notifier.bind(asyncio.get_running_loop())
-        await asyncio.to_thread(self._writer.start)
-        self._readers = Readers(self.path, self._reader_count)
+        try:
+            await asyncio.to_thread(self._writer.start)
+            self._readers = Readers(self.path, self._reader_count)
+        except sqlite3.DatabaseError as exc:
+            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
 
     async def close(self) -> None:
         readers, self._readers = self._readers, None
