@@ -452,7 +452,6 @@ class Probe:
 
 
 def _probe_main(port: int, user: str, password: str, max_seconds: float, interval_ms: float) -> None:
-    import select
     import threading
 
     stop = threading.Event()
@@ -470,7 +469,6 @@ def _probe_main(port: int, user: str, password: str, max_seconds: float, interva
     deadline = time.monotonic() + max_seconds
     max_count = int(max_seconds / interval) + 10
     nxt = time.monotonic()
-    del select
     while not stop.is_set() and time.monotonic() < deadline and len(samples) < max_count:
         ts = time.monotonic()
         r = c.command(b"NOOP", keep=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from carteiro.imap.handlers.base import AUTH, Context, Result, bad, command, ok
 from carteiro.imap.protocol import commands as c
 from carteiro.imap.state import State
@@ -12,8 +14,10 @@ async def idle(ctx: Context, cmd: c.Idle) -> Result:
     ctx.send(b"+ idling\r\n")
     await ctx.conn.sync(allow_expunge=True)
     await ctx.conn.flush()
+    # the limit counts from IDLE itself: updates we push do not keep a dead client alive
+    deadline = time.monotonic() + ctx.config.idle_timeout
     while True:
-        event = await ctx.conn.wait_change(ctx.config.idle_timeout)
+        event = await ctx.conn.wait_change(max(0.0, deadline - time.monotonic()))
         if event == "change":
             await ctx.conn.sync(allow_expunge=True)
             await ctx.conn.flush()

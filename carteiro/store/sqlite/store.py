@@ -310,26 +310,20 @@ class SqliteStore:
         return result
 
     async def read_blobs(self, blob_ids: Sequence[int]) -> dict[int, bytes]:
-        wanted = sorted(set(blob_ids))
-
-        def q(conn: sqlite3.Connection) -> dict[int, bytes]:
-            if not wanted:
-                return {}
-            cond, params = ops.uid_filter(wanted, column="id")
-            rows = conn.execute(f"SELECT id, data FROM blobs WHERE {cond}", params)
-            return {row[0]: bytes(row[1]) for row in rows}
-
-        result: dict[int, bytes] = await self._read(q)
-        return result
+        return await self._blob_column("data", blob_ids)
 
     async def read_meta(self, blob_ids: Sequence[int]) -> dict[int, bytes]:
+        return await self._blob_column("meta", blob_ids)
+
+    async def _blob_column(self, column: str, blob_ids: Sequence[int]) -> dict[int, bytes]:
+        assert column in ("data", "meta")
         wanted = sorted(set(blob_ids))
 
         def q(conn: sqlite3.Connection) -> dict[int, bytes]:
             if not wanted:
                 return {}
             cond, params = ops.uid_filter(wanted, column="id")
-            rows = conn.execute(f"SELECT id, meta FROM blobs WHERE {cond}", params)
+            rows = conn.execute(f"SELECT id, {column} FROM blobs WHERE {cond}", params)
             return {row[0]: bytes(row[1]) for row in rows}
 
         result: dict[int, bytes] = await self._read(q)
