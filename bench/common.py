@@ -227,7 +227,7 @@ class ServerProcess:
         self.data_dir = data_dir
         self.port = free_port()
         self.log_path = data_dir.parent / "server.log"
-        self._log = open(self.log_path, "ab")  # noqa: SIM115
+        self._log = open(self.log_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
                 CARTEIRO, "serve", "--data-dir", str(data_dir),

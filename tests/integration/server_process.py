@@ -133,17 +133,21 @@ class ServerProcess:
         """SIGKILL, and reap."""
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGKILL)
-        return self.proc.wait(timeout)
+        code = self.proc.wait(timeout)
+        self._close_stdout()
+        return code
 
     def terminate(self, timeout: float = 10) -> int:
         """SIGTERM and wait (bounded) for the exit status; SIGKILL if it does not come."""
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGTERM)
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             raise AssertionError(f"carteiro did not exit {timeout}s after SIGTERM") from None
+        self._close_stdout()
+        return code
 
     def stop(self) -> None:
         """Cleanup: end the process if it still runs (by PID), never raising."""
@@ -158,7 +162,19 @@ class ServerProcess:
                 self.proc.wait(10)
             except ProcessLookupError:  # exited between poll() and kill()
                 self.proc.wait(10)
+        self._close_stdout()
+
+    def _close_stdout(self) -> None:
+        """After the process ended: the reader thread sees EOF; close the pipe."""
         if self._reader is not None:
             self._reader.join(5)
-        if self.proc.stdout is not None:
+        while True:  # what it printed last (e.g. "carteiro: shutting down")
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if line is not None:
+                self.lines.append(line)
+        assert self.proc is not None
+        if self.proc.stdout is not None and not self.proc.stdout.closed:
             self.proc.stdout.close()
