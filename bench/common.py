@@ -138,13 +138,17 @@ def ensure_populated(messages: int, log: callable = print) -> tuple[Path, float 
     subprocess.run(
         [CARTEIRO, "user", "add", USER, "--password-stdin", "--data-dir", str(pristine)],
         input=PASSWORD + "\n",
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         text=True,
         check=True,
         capture_output=True,
         timeout=120,
     )
     subprocess.run(
-        [PYTHON, __file__, "populate", str(pristine), str(messages)], check=True, timeout=3600
+        [PYTHON, __file__, "populate", str(pristine), str(messages)],
+        check=True,
+        timeout=3600,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     elapsed = time.perf_counter() - t0
     stamp.write_text(f"v{POPULATE_VERSION} n={messages}\n")
@@ -223,10 +227,13 @@ def _populate_main(data_dir: str, count: int) -> None:
 class ServerProcess:
     """``carteiro serve`` on 127.0.0.1:PORT (no TLS listener), output to a log file."""
 
+    started = 0
+
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.port = free_port()
-        self.log_path = data_dir.parent / "server.log"
+        ServerProcess.started += 1
+        self.log_path = data_dir.parent / f"server-{ServerProcess.started}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
@@ -236,7 +243,7 @@ class ServerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)},
         )
         self.pid = self.proc.pid
         deadline = time.monotonic() + 60
@@ -288,7 +295,8 @@ class Profiler:
         spy = str(VENV_BIN / "py-spy") if (VENV_BIN / "py-spy").exists() else "py-spy"
         self.proc = subprocess.Popen(
             [spy, "record", "-p", str(self.pid), "-r", "200", "-f", "raw", "--nonblocking",
-             "-o", str(self.out_dir / f"{name}.txt"), "-d", "600"],  # fmt: skip
+             "-o", str(self.out_dir / f"{name}.txt"), "-d", "600",
+             *os.environ.get("BENCH_PYSPY_ARGS", "").split()],  # fmt: skip
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

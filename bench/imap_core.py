@@ -393,9 +393,9 @@ async def _idle_phase(b: Bench, port: int, sessions: int, watched: int, rounds: 
     await asyncio.sleep(0.5)
 
 
-def noop_rows(b: Bench, probe: Probe) -> None:
+def noop_rows(b: Bench, probes: list[Probe]) -> None:
     for ph in b.phases:
-        rtts = probe.window(ph.t0, ph.t1)
+        rtts = [x for p in probes for x in p.window(ph.t0, ph.t1)]
         if not rtts:
             continue
         b.add(
@@ -422,17 +422,26 @@ def print_table(b: Bench) -> None:
     print()
 
 
+PHASES = ("select", "fetch", "memory", "append", "idle")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--messages", type=int, default=None, help="mailbox size (default 100,000)")
     ap.add_argument("--quick", action="store_true", help="10,000 messages, 200 IDLE sessions")
     ap.add_argument("--sessions", type=int, default=None, help="IDLE sessions (default 1,000)")
-    ap.add_argument("--appends", type=int, default=10_000, help="messages in the APPEND storm")
+    ap.add_argument("--appends", type=int, default=None, help="APPEND storm size (10,000)")
+    ap.add_argument(
+        "--only", default=",".join(PHASES), help=f"comma-separated subset of {','.join(PHASES)}"
+    )
     ap.add_argument("--profile", type=Path, default=None, help="py-spy raw profiles to DIR")
     args = ap.parse_args()
     n = args.messages or (10_000 if args.quick else 100_000)
     sessions = args.sessions or (200 if args.quick else 1_000)
-    appends = args.appends if not args.quick or args.appends != 10_000 else 2_000
+    appends = args.appends or (2_000 if args.quick else 10_000)
+    only = set(args.only.split(","))
+    if only - set(PHASES):
+        ap.error(f"unknown phase(s): {', '.join(sorted(only - set(PHASES)))}")
     raise_fd_limit(sessions + 512)
 
     t_start = time.monotonic()
@@ -448,28 +457,52 @@ def main() -> int:
     b = Bench(server, Profiler(args.profile, server.pid))
     if populate_s is not None:
         b.add(f"populate {n:,} msgs via the store API (one-off, cached)", f"{populate_s:.1f} s")
-    probe = Probe(server.port, max_seconds=3600)
+    probes = [Probe(server.port, max_seconds=3600)]
+    servers = [server]
     try:
         with b.phase("baseline"):
             time.sleep(1.0)
-        c = bench_select(b, server.port, n)
-        bench_fetch_flags(b, c, n)
-        bench_uid_fetch(b, c, n)
-        c.close()
-        bench_selected_memory(b, server.port, n)
-        bench_append(b, server.port, appends)
-        asyncio.run(_idle_phase(b, server.port, sessions, watched=50, rounds=5))
+        if only & {"select", "fetch"}:
+            c = bench_select(b, server.port, n)
+            if "fetch" in only:
+                bench_fetch_flags(b, c, n)
+                bench_uid_fetch(b, c, n)
+            c.close()
+        if "memory" in only:
+            bench_selected_memory(b, server.port, n)
+        if "append" in only:
+            bench_append(b, server.port, appends)
+        if "idle" in only:
+            st = server.status()
+            b.add(
+                "Server RSS after the phases above (warm: SQLite caches, freed arenas)",
+                f"{st['VmRSS'] / 1024:.1f} MB  (peak VmHWM {st['VmHWM'] / 1024:.0f} MB)",
+            )
+            # a fresh server, so that before/after isolates what the sessions cost
+            probes[-1].finish()
+            server.stop()
+            server = ServerProcess(run_dir)
+            servers.append(server)
+            b.server = server
+            b.profiler = Profiler(args.profile, server.pid)
+            print(f"  restarted server: pid {server.pid}, RSS {server.rss_mb():.0f} MB")
+            probes.append(Probe(server.port, max_seconds=3600))
+            asyncio.run(_idle_phase(b, server.port, sessions, watched=50, rounds=5))
     finally:
-        probe.finish()
+        for p in probes:
+            if p.proc.returncode is None and not p.samples:
+                p.finish()
         server.stop()
-    noop_rows(b, probe)
-    log = server.log_path.read_text(errors="replace")
-    errors = log.count(" ERROR ") + log.count("Traceback")
+    noop_rows(b, probes)
+    errors = 0
+    for s in servers:
+        log = s.log_path.read_text(errors="replace") if s.log_path.exists() else ""
+        errors += log.count(" ERROR ") + log.count("Traceback")
     b.add("server log errors/tracebacks", str(errors), "0", errors == 0)
     print_table(b)
     print(
-        f"client: NOOP probe process CPU {probe.cpu:.1f} s; benchmark wall time"
-        f" {time.monotonic() - t_start:.0f} s; server log {server.log_path}"
+        f"client: NOOP probe process CPU {sum(p.cpu for p in probes):.1f} s; benchmark wall"
+        f" time {time.monotonic() - t_start:.0f} s; server log {server.log_path}"
     )
     failed = [r.metric for r in b.rows if r.ok is False]
     print("RESULT:", "all targets met" if not failed else f"{len(failed)} target(s) missed")

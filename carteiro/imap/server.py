@@ -62,6 +62,12 @@ class ImapConnection:
         self._unsubscribe: Callable[[], None] | None = None
         self._busy = False
         self.closing = False
+        self._shutdown = asyncio.Event()
+
+    def begin_shutdown(self) -> None:
+        """End the session at the next command boundary; wakes a session in IDLE."""
+        self.closing = True
+        self._shutdown.set()
 
     # --- Connection protocol used by handlers ------------------------------------------
     def send(self, data: bytes) -> None:
@@ -104,14 +110,18 @@ class ImapConnection:
         if not isinstance(event, NeedData):
             self._stash = event
             return "input"
+        if self.closing:
+            return "shutdown"
         read = asyncio.ensure_future(self.stream.read())
         changed = asyncio.ensure_future(self._change.wait())
+        stopping = asyncio.ensure_future(self._shutdown.wait())
         try:
             done, _ = await asyncio.wait(
-                {read, changed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                {read, changed, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
             changed.cancel()
+            stopping.cancel()
             if not read.done():
                 read.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -121,6 +131,8 @@ class ImapConnection:
             if data:
                 self.receiver.receive_data(data)
             return "input"
+        if stopping in done:
+            return "shutdown"
         if changed in done:
             self._change.clear()
             return "change"
@@ -195,6 +207,13 @@ class ImapConnection:
                 await self.flush()
         except (_Closed, ConnectionError):
             pass
+        except asyncio.CancelledError:
+            # shutdown grace period over: still say goodbye
+            self.send(b"* BYE Server shutting down\r\n")
+            self.stream.write(b"".join(self._out))
+            self._out.clear()
+            self.stream.close()
+            raise
         except Exception:
             log.exception("session with %s failed", self.peer)
             self.send(b"* BYE Internal server error\r\n")
@@ -343,7 +362,7 @@ class ImapServer:
         for srv in self._servers:
             srv.close()
         for conn in list(self.connections):
-            conn.closing = True
+            conn.begin_shutdown()
             if not conn.busy:
                 conn.send(b"* BYE Server shutting down\r\n")
                 with contextlib.suppress(Exception):

@@ -30,7 +30,8 @@ class Connection(Protocol):
 
     async def wait_change(self, timeout: float) -> str:
         """Waits until the selected mailbox changes (``"change"``), the client sends
-        something (``"input"``) or ``timeout`` passes (``"timeout"``)."""
+        something (``"input"``), ``timeout`` passes (``"timeout"``) or the server is
+        shutting down (``"shutdown"``)."""
 
     async def sync(self, allow_expunge: bool) -> None:
         """Sends pending EXISTS/EXPUNGE/FETCH updates of the selected mailbox."""

@@ -22,6 +22,10 @@ async def idle(ctx: Context, cmd: c.Idle) -> Result:
             await ctx.conn.sync(allow_expunge=True)
             await ctx.conn.flush()
             continue
+        if event == "shutdown":
+            ctx.send(b"* BYE Server shutting down\r\n")
+            ctx.session.state = State.LOGOUT
+            return Result("NO", "Server shutting down", silent=True)
         if event == "timeout":
             ctx.send(b"* BYE Idle for too long, logging out\r\n")
             ctx.session.state = State.LOGOUT
