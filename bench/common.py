@@ -199,10 +199,7 @@ def _populate_main(data_dir: str, count: int) -> None:
             small = [variant(samples, i, "i") for i in range(20)]
             await store.append(
                 idle.id,
-                [
-                    NewMessage(m, analyse(m).to_bytes(), frozenset({"\\Seen"}), start)
-                    for m in small
-                ],
+                [NewMessage(m, analyse(m).to_bytes(), frozenset({"\\Seen"}), start) for m in small],
             )
             t0 = time.perf_counter()
             for first in range(0, count, batch_size):
@@ -237,8 +234,14 @@ class ServerProcess:
         self._log = open(self.log_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
-                CARTEIRO, "serve", "--data-dir", str(data_dir),
-                "--imap", f"127.0.0.1:{self.port}", "--imaps", "off",
+                CARTEIRO,
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--imap",
+                f"127.0.0.1:{self.port}",
+                "--imaps",
+                "off",
             ],  # fmt: skip
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -294,9 +297,22 @@ class Profiler:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         spy = str(VENV_BIN / "py-spy") if (VENV_BIN / "py-spy").exists() else "py-spy"
         self.proc = subprocess.Popen(
-            [spy, "record", "-p", str(self.pid), "-r", "200", "-f", "raw", "--nonblocking",
-             "-o", str(self.out_dir / f"{name}.txt"), "-d", "600",
-             *os.environ.get("BENCH_PYSPY_ARGS", "").split()],  # fmt: skip
+            [
+                spy,
+                "record",
+                "-p",
+                str(self.pid),
+                "-r",
+                "200",
+                "-f",
+                "raw",
+                "--nonblocking",
+                "-o",
+                str(self.out_dir / f"{name}.txt"),
+                "-d",
+                "600",
+                *os.environ.get("BENCH_PYSPY_ARGS", "").split(),
+            ],  # fmt: skip
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -429,8 +445,16 @@ class Probe:
 
     def __init__(self, port: int, max_seconds: float, interval_ms: float = 10) -> None:
         self.proc = subprocess.Popen(
-            [PYTHON, __file__, "probe", str(port), USER, PASSWORD, str(max_seconds),
-             str(interval_ms)],  # fmt: skip
+            [
+                PYTHON,
+                __file__,
+                "probe",
+                str(port),
+                USER,
+                PASSWORD,
+                str(max_seconds),
+                str(interval_ms),
+            ],  # fmt: skip
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -459,7 +483,9 @@ class Probe:
         return [rtt * 1000 for (ts, rtt) in self.samples if t0 <= ts + rtt and ts <= t1]
 
 
-def _probe_main(port: int, user: str, password: str, max_seconds: float, interval_ms: float) -> None:
+def _probe_main(
+    port: int, user: str, password: str, max_seconds: float, interval_ms: float
+) -> None:
     import threading
 
     stop = threading.Event()

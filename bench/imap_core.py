@@ -267,9 +267,10 @@ def bench_append(b: Bench, port: int, total: int, clients: int = 10) -> None:
     done = len(lat)
     rate = done / elapsed
     size = sum(len(d) for ws in payloads for d in ws) / max(1, total)
+    failed = f", ERRORS: {errors[0]}" if errors else ""
     b.add(
         f"APPEND {total:,} msgs (avg {size / 1024:.1f} KB) from {clients} connections",
-        f"{rate:,.0f} msg/s  ({done:,} in {elapsed:.2f} s{', ERRORS: ' + errors[0] if errors else ''})",
+        f"{rate:,.0f} msg/s  ({done:,} in {elapsed:.2f} s{failed})",
         ">= 1,000 msg/s",
         rate >= 1000 and not errors,
     )
@@ -277,9 +278,10 @@ def bench_append(b: Bench, port: int, total: int, clients: int = 10) -> None:
         "  APPEND latency p50 / p99 / max",
         f"{fmt_ms(percentile(lat, 50))} / {fmt_ms(percentile(lat, 99))} / {fmt_ms(max(lat))}",
     )
+    per_msg = 1e3 / max(done, 1)
     b.add(
         "  CPU per appended message: server / client",
-        f"{ph.server_cpu / max(done, 1) * 1e3:.2f} ms / {ph.client_cpu / max(done, 1) * 1e3:.3f} ms",
+        f"{ph.server_cpu * per_msg:.2f} ms / {ph.client_cpu * per_msg:.3f} ms",
     )
 
 

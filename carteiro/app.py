@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import signal
 import sys
 
 from carteiro.config import ConfigError, Settings, format_listen
 from carteiro.imap.config import ImapConfig
 from carteiro.imap.server import ImapServer
+from carteiro.loopmon import LoopMonitor
 from carteiro.net.tls import ensure_certificate, server_context
 from carteiro.store.errors import StoreUnavailable
 from carteiro.store.sqlite import SqliteStore
@@ -48,6 +50,12 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         await store.open()
     except StoreUnavailable as exc:
         raise StartupError(f"{exc}. Check --data-dir and the file's permissions") from None
+    monitor = None
+    if os.environ.get("CARTEIRO_LOOP_MONITOR", "") not in ("", "0"):
+        ms = float(os.environ.get("CARTEIRO_LOOP_MONITOR_MS", "20"))
+        monitor = LoopMonitor(threshold=ms / 1000)
+        monitor.start()
+        log.info("event loop monitor on: stalls over %.0f ms are logged", ms)
     server = ImapServer(store, imap_config(settings, tls))
     try:
         for listen, implicit in ((settings.imap, False), (settings.imaps, True)):
@@ -85,6 +93,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         print("carteiro: shutting down", flush=True)
         await server.shutdown()
     finally:
+        if monitor is not None:
+            await monitor.stop()
         await store.close()
 
 

@@ -10,6 +10,8 @@ loop is never blocked, and at most :data:`MAX_CONCURRENT_HASHES` hashes (each ho
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -93,9 +95,18 @@ def _get_executor() -> ThreadPoolExecutor:
     with _executor_lock:
         if _executor is None:
             _executor = ThreadPoolExecutor(
-                max_workers=MAX_CONCURRENT_HASHES, thread_name_prefix="carteiro-argon2"
+                max_workers=MAX_CONCURRENT_HASHES,
+                thread_name_prefix="carteiro-argon2",
+                initializer=_lower_priority,
             )
         return _executor
+
+
+def _lower_priority() -> None:
+    """Hashing threads (and the threads argon2 starts from them) yield to the event loop:
+    a storm of logins must not stall every session's IMAP traffic."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
 def _verify_dummy(password: str | bytes) -> None:

@@ -9,6 +9,7 @@ until it can be announced.
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 
@@ -30,7 +31,9 @@ class SelectedMailbox:
         self.info = info
         self.keywords: set[str] = set(keywords)
         self.readonly = readonly
-        self.uids = uids  # index i holds the UID of MSN i+1, ascending
+        # index i holds the UID of MSN i+1, ascending; an array keeps a 100,000-message
+        # mailbox at 400 KB per session instead of 3.5 MB of Python ints
+        self.uids = array("I", uids)
         self.known_modseq = known_modseq
         self.pending_expunged: set[int] = set()
         self.pending_flags: dict[int, FlagUpdate] = {}
@@ -98,14 +101,13 @@ class SelectedMailbox:
     def remove_now(self, uids: Sequence[int]) -> list[int]:
         """Drop ``uids`` that this session expunged itself; returns the MSNs to announce,
         in the order they must be sent (each MSN valid after the previous removals)."""
-        gone = set(uids) & set(self.uids)
-        return self._remove(gone)
+        return self._remove({u for u in uids if self.msn_of(u) is not None})
 
     def _remove(self, gone: set[int]) -> list[int]:
         if not gone:
             return []
-        msns = [i + 1 for i, u in enumerate(self.uids) if u in gone]
-        self.uids = [u for u in self.uids if u not in gone]
+        msns = sorted(i + 1 for i in (bisect_left(self.uids, u) for u in gone))
+        self.uids = array("I", (u for u in self.uids if u not in gone))
         self._announced_exists -= len(msns)
         self.recent -= gone
         self.pending_expunged -= gone
@@ -119,9 +121,8 @@ class SelectedMailbox:
     # --- incoming changes --------------------------------------------------------------
     def absorb(self, changes: Changes, new_recent_from: int | None) -> None:
         """Take in what the store says changed since ``known_modseq``."""
-        known = set(self.uids) if changes.expunged else None
         for uid in changes.expunged:
-            if known is not None and uid in known:
+            if self.msn_of(uid) is not None:
                 self.pending_expunged.add(uid)
         max_uid = self.max_uid
         for upd in changes.updated:

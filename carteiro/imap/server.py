@@ -17,6 +17,7 @@ from collections.abc import Callable
 from carteiro.imap import handlers  # noqa: F401  (registers every command)
 from carteiro.imap.capabilities import capability_line
 from carteiro.imap.config import ImapConfig
+from carteiro.imap.handlers.append import MAILBOX_CACHE
 from carteiro.imap.handlers.base import TABLE, CommandFailed, Context, map_store_error
 from carteiro.imap.protocol import commands as c
 from carteiro.imap.protocol.receiver import (
@@ -35,7 +36,7 @@ from carteiro.imap.protocol.responses import tagged
 from carteiro.imap.state import Session, State
 from carteiro.net.stream import Stream
 from carteiro.store import errors as se
-from carteiro.store.interface import Store
+from carteiro.store.interface import Changes, Store
 
 log = logging.getLogger("carteiro.imap")
 
@@ -62,6 +63,7 @@ class ImapConnection:
         self._unsubscribe: Callable[[], None] | None = None
         self._busy = False
         self.closing = False
+        self._note_tick = 0
         self._shutdown = asyncio.Event()
 
     def begin_shutdown(self) -> None:
@@ -145,7 +147,9 @@ class ImapConnection:
         if sel.info.id in self._dirty or None in self._dirty:
             self._dirty.clear()
             try:
-                changes = await self.server.store.changes_since(sel.info.id, sel.known_modseq)
+                changes = await self.server.changes_since(
+                    sel.info.id, sel.known_modseq, self._note_tick
+                )
             except se.NotFound:
                 changes = None
             if changes is None or changes.uidvalidity != sel.info.uidvalidity:
@@ -162,6 +166,9 @@ class ImapConnection:
 
     # --- store notifications ------------------------------------------------------------
     def _on_store_change(self, account_id: int, mailbox_id: int | None) -> None:
+        if mailbox_id is None:  # mailboxes created, deleted or renamed
+            self.ctx.extra.pop(MAILBOX_CACHE, None)
+        self._note_tick = self.server.tick()
         self._dirty.add(mailbox_id)
         sel = self.session.selected
         if sel is not None and (mailbox_id is None or mailbox_id == sel.info.id):
@@ -310,8 +317,34 @@ class ImapServer:
         self.connections: set[ImapConnection] = set()
         self._servers: list[asyncio.AbstractServer] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._tick = 0
+        #: (mailbox_id, modseq) -> (tick at start, the changes_since query in flight)
+        self._changes: dict[tuple[int, int], tuple[int, asyncio.Future[Changes]]] = {}
         #: per mailbox, the UID below which \Recent is known to be claimed already
         self._recent_claimed: dict[int, int] = {}
+
+    def tick(self) -> int:
+        self._tick += 1
+        return self._tick
+
+    async def changes_since(self, mailbox_id: int, modseq: int, noted: int) -> Changes:
+        """One store query shared by every session asking for the same mailbox and modseq:
+        a delivery wakes all sessions in IDLE on it at once. A session joins a query only
+        if it started after the notification the session is answering (``noted``)."""
+        key = (mailbox_id, modseq)
+        inflight = self._changes.get(key)
+        if inflight is None or inflight[0] < noted:
+            fut = asyncio.ensure_future(self.store.changes_since(mailbox_id, modseq))
+            entry = (self.tick(), fut)
+            self._changes[key] = entry
+
+            def done(_: object, key: tuple[int, int] = key, entry: object = entry) -> None:
+                if self._changes.get(key) is entry:
+                    del self._changes[key]
+
+            fut.add_done_callback(done)
+            inflight = entry
+        return await asyncio.shield(inflight[1])
 
     async def claim_recent(self, mailbox_id: int, newest_uid: int) -> int | None:
         """\\Recent for messages up to ``newest_uid`` goes to the first session that asks

@@ -296,3 +296,22 @@ def test_esearch_and_searchres(server: ServerThread, user: str) -> None:
     out = c.cmd("SEARCH FLAGGED", tag="g")
     assert out[0] == b'* ESEARCH (TAG "g") ALL 1,3,5\r\n'
     c.close()
+
+
+def test_append_follows_a_mailbox_recreated_by_another_session(
+    server: ServerThread, user: str
+) -> None:
+    a = login(server, user, select=None)
+    b = login(server, user, select=None)
+    a.cmd("CREATE Work", tag="a")
+    m = simple("first")
+    first = a.cmd(b"APPEND Work {%d+}\r\n" % len(m) + m + b"\r\n", tag="b")[-1]
+    b.cmd("DELETE Work", tag="c")
+    b.cmd("CREATE Work", tag="d")
+    second = a.cmd(b"APPEND Work {%d+}\r\n" % len(m) + m + b"\r\n", tag="e")[-1]
+    assert first.split()[3] != second.split()[3]  # a new UIDVALIDITY: the new mailbox
+    assert b"MESSAGES 1" in b.cmd("STATUS Work (MESSAGES)", tag="f")[0]
+    b.cmd("DELETE Work", tag="g")
+    assert a.cmd(b"APPEND Work {%d+}\r\n" % len(m) + m + b"\r\n", tag="h")[-1].startswith(
+        b"h NO [TRYCREATE]"
+    )

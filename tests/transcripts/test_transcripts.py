@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.harness import RawClient, ServerThread
-from tests.transcripts.runner import READ_TIMEOUT, Transcript, load_all, replay_engine, replay_server
+from tests.transcripts.runner import (
+    READ_TIMEOUT,
+    Transcript,
+    load_all,
+    replay_engine,
+    replay_server,
+)
 
 TRANSCRIPTS = load_all()
 

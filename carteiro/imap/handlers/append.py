@@ -10,7 +10,8 @@ from carteiro.imap.handlers.mailboxes import account_id, name_arg
 from carteiro.imap.protocol import commands as c
 from carteiro.imap.protocol.sequence_set import ordered_uid_set
 from carteiro.message.meta import analyse
-from carteiro.store.interface import NewMessage
+from carteiro.store.errors import NotFound
+from carteiro.store.interface import MailboxInfo, NewMessage
 
 #: messages above this are analysed in a worker thread so the loop stays responsive
 BIG_MESSAGE = 32 * 1024
@@ -28,9 +29,25 @@ def now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).astimezone().replace(microsecond=0)
 
 
+#: ctx.extra key: mailbox name -> MailboxInfo, so that APPEND does not ask the store (a
+#: reader-thread round trip, ~2 ms under load) every time; the connection drops it on
+#: every mailbox-list change of the account (store notification with mailbox_id None)
+MAILBOX_CACHE = "append_mailboxes"
+
+
+async def _mailbox(ctx: Context, name: str) -> MailboxInfo | None:
+    cache: dict[str, MailboxInfo] = ctx.extra.setdefault(MAILBOX_CACHE, {})
+    box = cache.get(name)
+    if box is None:
+        box = await ctx.store.get_mailbox(account_id(ctx), name)
+        if box is not None and len(cache) < 64:
+            cache[name] = box
+    return box
+
+
 @command(c.Append, AUTH)
 async def append(ctx: Context, cmd: c.Append) -> Result:
-    box = await ctx.store.get_mailbox(account_id(ctx), name_arg(ctx, cmd.mailbox))
+    box = await _mailbox(ctx, name_arg(ctx, cmd.mailbox))
     if box is None:
         return no("Mailbox does not exist", "TRYCREATE")
     new: list[NewMessage] = []
@@ -47,5 +64,9 @@ async def append(ctx: Context, cmd: c.Append) -> Result:
                 internal_date=m.internal_date or now(),
             )
         )
-    res = await ctx.store.append(box.id, new)
+    try:
+        res = await ctx.store.append(box.id, new)
+    except NotFound:  # deleted since it was cached
+        ctx.extra.pop(MAILBOX_CACHE, None)
+        return no("Mailbox does not exist", "TRYCREATE")
     return ok("APPEND completed", f"APPENDUID {res.uidvalidity} {ordered_uid_set(res.dest_uids)}")

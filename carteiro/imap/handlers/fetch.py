@@ -7,6 +7,7 @@ answer in memory, and answers ENVELOPE/BODYSTRUCTURE from metadata computed at A
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 
 from carteiro.imap.handlers.base import (
     SELECTED,
@@ -160,7 +161,7 @@ def render(
 
 
 async def load_records(
-    ctx: Context, sel_uids: list[int], chunk: list[int], mailbox_id: int
+    ctx: Context, sel_uids: Sequence[int], chunk: Sequence[int], mailbox_id: int
 ) -> list[MessageRecord]:
     """Records for ``chunk`` (a sorted subset of the selection), using a range scan when
     the chunk is contiguous in the mailbox (the common ``1:*`` case)."""

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_BATCH = 256
+#: seconds between background WAL checkpoints (SQLite's automatic ones are off)
+CHECKPOINT_INTERVAL = 0.5
 
 #: (account_id, mailbox_id or None) pairs to notify after commit
 Events = set[tuple[int, int | None]]
@@ -109,6 +111,13 @@ class Writer:
             self._started.set()
             return
         self._started.set()
+        # checkpoints off the commit path: the writer only appends to the WAL
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        ckpt_stop = threading.Event()
+        ckpt = threading.Thread(
+            target=self._checkpointer, args=(ckpt_stop,), name="carteiro-sqlite-ckpt", daemon=True
+        )
+        ckpt.start()
         try:
             stop = False
             while not stop:
@@ -133,6 +142,8 @@ class Writer:
                     for op in batch:
                         _resolve(op, None, exc)
         finally:
+            ckpt_stop.set()
+            ckpt.join()
             conn.close()
             closed = RuntimeError("store closed")
             while True:  # submitted while closing: fail rather than hang
@@ -142,6 +153,20 @@ class Writer:
                     break
                 if late is not None:
                     _resolve(late, None, closed)
+
+    def _checkpointer(self, stop: threading.Event) -> None:
+        """Copies WAL frames into the database every CHECKPOINT_INTERVAL seconds on its own
+        connection, so that no commit waits for a checkpoint (PASSIVE never blocks the
+        writer or the readers; the last close still checkpoints fully)."""
+        conn = _connect(self._path, writer=False)
+        try:
+            while not stop.wait(CHECKPOINT_INTERVAL):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    log.exception("sqlite store: checkpoint failed")
+        finally:
+            conn.close()
 
     @staticmethod
     def _rollback(conn: sqlite3.Connection) -> None:

@@ -49,7 +49,7 @@ def test_expunges_wait_for_a_command_that_allows_them() -> None:
     assert sel.drain_updates(allow_expunge=False, rev1=False) == []
     assert sel.exists == 3 and sel.msn_of(3) == 3
     assert sel.drain_updates(allow_expunge=True, rev1=False) == [b"* 2 EXPUNGE\r\n"]
-    assert sel.uids == [1, 3]
+    assert list(sel.uids) == [1, 3]
 
 
 def test_new_messages_and_flags() -> None:
@@ -143,6 +143,6 @@ def test_client_view_converges_to_the_store(start: int, script: list[tuple[str, 
         None,
     )
     client.apply(sel.drain_updates(allow_expunge=True, rev1=False))
-    assert sel.uids == store
+    assert list(sel.uids) == store
     assert len(client.slots) == len(store)
     assert all(slot in (None, uid) for slot, uid in zip(client.slots, store, strict=True))
