@@ -21,6 +21,8 @@ _AFTER_AUTH = (
     "LIST-EXTENDED",
     "LIST-STATUS",
     "STATUS=SIZE",
+    "CONDSTORE",
+    "QRESYNC",
 )
 
 

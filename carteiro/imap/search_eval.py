@@ -88,6 +88,8 @@ def evaluate(
         if key.uid:
             return key.seqs.contains(rec.uid, sel.max_uid)
         return key.seqs.contains(msn, sel.exists)
+    if isinstance(key, k.ModSeqKey):
+        return rec.modseq >= key.modseq
     if isinstance(key, k.DateKey):
         if not key.sent:
             return _date_cmp(key.op, rec.internal_date.date(), key.date)
@@ -129,3 +131,17 @@ def evaluate(
                 unknown = True
         return None if unknown else True
     raise TypeError(f"unknown search key {key!r}")
+
+
+def uses_modseq(key: k.SearchKey) -> bool:
+    """Whether the key has a MODSEQ criterion (RFC 7162 §3.1.5: the reply then carries
+    the highest modseq of the matching messages)."""
+    if isinstance(key, k.ModSeqKey):
+        return True
+    if isinstance(key, k.Not):
+        return uses_modseq(key.key)
+    if isinstance(key, k.Or):
+        return uses_modseq(key.left) or uses_modseq(key.right)
+    if isinstance(key, k.And):
+        return any(uses_modseq(x) for x in key.keys)
+    return False

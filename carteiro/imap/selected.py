@@ -13,6 +13,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 
+from carteiro.imap.protocol.sequence_set import from_numbers
 from carteiro.imap.protocol.wire import flag_list
 from carteiro.store.interface import SYSTEM_FLAGS, Changes, FlagUpdate, MailboxInfo
 
@@ -45,6 +46,9 @@ class SelectedMailbox:
         self._own: dict[int, int] = {}
         #: RFC 5182 SEARCHRES: the saved result as UIDs
         self.saved_uids: list[int] = []
+        #: while expunges are held back, a modseq below all of them (RFC 7162 §3.2): a
+        #: client must not take a newer MODSEQ as proof it has seen those expunges
+        self.expunge_floor: int | None = None
         self._announced_exists = len(uids)
 
     # --- MSN helpers -------------------------------------------------------------------
@@ -98,10 +102,20 @@ class SelectedMailbox:
             self._own[u.uid] = u.modseq
             self.pending_flags.pop(u.uid, None)
 
-    def remove_now(self, uids: Sequence[int]) -> list[int]:
-        """Drop ``uids`` that this session expunged itself; returns the MSNs to announce,
-        in the order they must be sent (each MSN valid after the previous removals)."""
-        return self._remove({u for u in uids if self.msn_of(u) is not None})
+    def remove_now(self, uids: Sequence[int], *, qresync: bool = False) -> list[bytes]:
+        """Drop ``uids`` that this session expunged itself; returns the responses that
+        announce it: EXPUNGE per message (highest MSN first, so each stays valid) or one
+        VANISHED for QRESYNC sessions."""
+        gone = {u for u in uids if self.msn_of(u) is not None}
+        return self._announce_removal(gone, qresync)
+
+    def _announce_removal(self, gone: set[int], qresync: bool) -> list[bytes]:
+        if not gone:
+            return []
+        msns = self._remove(gone)
+        if qresync:
+            return [b"* VANISHED " + str(from_numbers(sorted(gone))).encode() + b"\r\n"]
+        return [b"* %d EXPUNGE\r\n" % msn for msn in msns]
 
     def _remove(self, gone: set[int]) -> list[int]:
         if not gone:
@@ -123,6 +137,8 @@ class SelectedMailbox:
         """Take in what the store says changed since ``known_modseq``."""
         for uid in changes.expunged:
             if self.msn_of(uid) is not None:
+                if not self.pending_expunged:
+                    self.expunge_floor = self.known_modseq
                 self.pending_expunged.add(uid)
         max_uid = self.max_uid
         for upd in changes.updated:
@@ -140,12 +156,19 @@ class SelectedMailbox:
         self._own.clear()
         self.known_modseq = max(self.known_modseq, changes.highest_modseq)
 
-    def drain_updates(self, *, allow_expunge: bool, rev1: bool) -> list[bytes]:
+    def drain_updates(
+        self,
+        *,
+        allow_expunge: bool,
+        rev1: bool,
+        condstore: bool = False,
+        qresync: bool = False,
+    ) -> list[bytes]:
         """Untagged responses for everything pending that may be sent now."""
         out: list[bytes] = []
         if allow_expunge and self.pending_expunged:
-            for msn in self._remove(set(self.pending_expunged)):
-                out.append(b"* %d EXPUNGE\r\n" % msn)
+            out.extend(self._announce_removal(set(self.pending_expunged), qresync))
+            self.expunge_floor = None
         if self._announced_exists != len(self.uids):
             out.append(b"* %d EXISTS\r\n" % len(self.uids))
             if rev1:
@@ -160,11 +183,14 @@ class SelectedMailbox:
                 if pos is None:
                     continue
                 upd = self.pending_flags[uid]
+                modseq = b" MODSEQ (%d)" % upd.modseq if condstore else b""
                 out.append(
-                    b"* %d FETCH (UID %d FLAGS %s)\r\n"
-                    % (pos, uid, self.flags_for_display(uid, upd.flags, rev1))
+                    b"* %d FETCH (UID %d FLAGS %s%s)\r\n"
+                    % (pos, uid, self.flags_for_display(uid, upd.flags, rev1), modseq)
                 )
             self.pending_flags.clear()
+        if condstore and self.pending_expunged and self.expunge_floor is not None:
+            out.append(b"* OK [HIGHESTMODSEQ %d] Expunges pending\r\n" % self.expunge_floor)
         return out
 
     def mark_announced(self) -> None:

@@ -161,7 +161,12 @@ class ImapConnection:
             if not sel.readonly and newest > sel.max_uid:
                 new_from = await self.server.claim_recent(sel.info.id, newest)
             sel.absorb(changes, new_from)
-        for line in sel.drain_updates(allow_expunge=allow_expunge, rev1=self.session.rev1):
+        for line in sel.drain_updates(
+            allow_expunge=allow_expunge,
+            rev1=self.session.rev1,
+            condstore=self.session.condstore,
+            qresync=self.session.qresync,
+        ):
             self.send(line)
 
     # --- store notifications ------------------------------------------------------------

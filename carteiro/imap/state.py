@@ -34,6 +34,11 @@ class Session:
     rev2: bool = False
     selected: SelectedMailbox | None = None
     enabled: set[str] = field(default_factory=set)
+    #: RFC 7162: CONDSTORE enabled (explicitly or by a CONDSTORE-enabling command):
+    #: unsolicited FETCH responses carry MODSEQ
+    condstore: bool = False
+    #: RFC 7162 ENABLE QRESYNC: expunges are reported with VANISHED
+    qresync: bool = False
 
     @property
     def rev1(self) -> bool:

@@ -192,6 +192,18 @@ class Store(Protocol):
         """``mode`` is ``"+"`` (add), ``"-"`` (remove) or ``""`` (replace). Only messages
         whose flags actually change get a new modseq and are returned."""
 
+    async def store_flags_conditional(
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        mode: str,
+        flags: frozenset[str],
+        unchanged_since: int,
+    ) -> tuple[list[FlagUpdate], list[int]]:
+        """RFC 7162 ``UNCHANGEDSINCE``: like :meth:`store_flags`, but messages whose modseq
+        is above ``unchanged_since`` are left alone and returned (ascending) as the second
+        list — the MODIFIED set. The check and the change are one atomic step."""
+
     async def copy(self, source_id: int, uids: Sequence[int], dest_id: int) -> CopyResult:
         """Copies (sharing content) into ``dest_id``, flags and internal date preserved,
         in ascending source UID order. NotFound for a missing mailbox."""
@@ -205,6 +217,10 @@ class Store(Protocol):
 
     async def changes_since(self, mailbox_id: int, modseq: int) -> Changes:
         """Appends, flag changes and expunges with modseq > ``modseq``. NotFound."""
+
+    async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
+        """UIDs expunged with a modseq above ``modseq``, ascending (RFC 7162 VANISHED
+        (EARLIER)); cheaper than :meth:`changes_since` when flags are not needed. NotFound."""
 
     async def claim_recent(self, mailbox_id: int) -> int:
         """Returns the first UID that is \\Recent for the calling session and moves the

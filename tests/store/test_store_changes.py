@@ -3,8 +3,10 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pytest
 from store_support import Backend, msg, recount
 
+from carteiro.store.errors import NotFound
 from carteiro.store.interface import Store
 
 
@@ -190,3 +192,20 @@ async def test_copy_notifies_destination_and_move_both(store: Store) -> None:
     await store.move(box, [2], trash.id)
     await settle()
     assert sorted(got, key=str) == sorted([box, trash.id], key=str)
+
+
+async def test_expunged_since(store: Store) -> None:
+    acc = await store.create_account("vanish@example.org", "h")
+    box = await store.get_mailbox(acc.id, "INBOX")
+    assert box is not None
+    await store.append(box.id, [msg(data=b"Subject: %d\r\n\r\nx" % i) for i in range(4)])
+    mark = (await store.mailbox_status(box.id)).highest_modseq
+    await store.store_flags(box.id, [1, 3], "+", frozenset({"\\Deleted"}))
+    await store.expunge(box.id)
+    assert await store.expunged_since(box.id, mark) == [1, 3]
+    assert (
+        await store.expunged_since(box.id, (await store.mailbox_status(box.id)).highest_modseq)
+        == []
+    )
+    with pytest.raises(NotFound):
+        await store.expunged_since(10**9, 0)

@@ -117,3 +117,23 @@ async def test_first_unseen(store: Store) -> None:
     assert await store.first_unseen(box) is None
     await store.store_flags(box, [1], "-", SEEN)
     assert await store.first_unseen(box) == 1
+
+
+async def test_unchangedsince_leaves_modified_messages_alone(store: Store) -> None:
+    box = await inbox_with(store, set(), set(), set())
+    base = (await store.mailbox_status(box)).highest_modseq
+    await store.store_flags(box, [2], "+", frozenset({"\\Flagged"}))  # 2 now newer than base
+    updates, modified = await store.store_flags_conditional(box, [1, 2, 3], "+", SEEN, base)
+    assert modified == [2]
+    assert [u.uid for u in updates] == [1, 3]
+    flags = await flags_of(store, box)
+    assert flags[1] == SEEN and flags[3] == SEEN and flags[2] == frozenset({"\\Flagged"})
+    # 0 fails for every message that exists (RFC 7162 §3.1.3)
+    updates, modified = await store.store_flags_conditional(box, [1, 2, 3], "-", SEEN, 0)
+    assert updates == [] and modified == [1, 2, 3]
+    # a large enough value lets everything through; messages already right are not "modified"
+    top = (await store.mailbox_status(box)).highest_modseq
+    updates, modified = await store.store_flags_conditional(box, [1, 2], "+", SEEN, top)
+    assert modified == [] and [u.uid for u in updates] == [2]
+    assert await store.store_flags_conditional(box, [], "+", SEEN, top) == ([], [])
+    await recount(store, box)

@@ -628,10 +628,14 @@ class Conversation:
             return b"".join(self.pushback)
         data: bytes = self.client.buf  # type: ignore[attr-defined]
         sock = self.client.sock  # type: ignore[attr-defined]
+        timeout = sock.gettimeout()
+        sock.settimeout(0)  # look at what has already arrived, without waiting
         try:
-            data += sock.recv(65536, socket.MSG_DONTWAIT)
-        except (BlockingIOError, OSError):
+            data += sock.recv(65536)
+        except OSError:  # BlockingIOError: nothing there
             pass
+        finally:
+            sock.settimeout(timeout)
         return data
 
 

@@ -30,6 +30,7 @@ from carteiro.imap.protocol.fetch_attrs import (
     Simple,
     sets_seen,
 )
+from carteiro.imap.protocol.sequence_set import from_numbers
 from carteiro.imap.protocol.wire import literal
 from carteiro.message.meta import MessageMeta
 from carteiro.message.sections import UnknownEncoding, binary_bytes, section_bytes
@@ -108,6 +109,7 @@ def render(
     meta: MessageMeta | None,
     raw: bytes | None,
     with_uid: bool,
+    with_modseq: bool = False,
 ) -> bytes:
     sel = ctx.session.selected
     assert sel is not None
@@ -116,6 +118,10 @@ def render(
         items.append(b"UID %d" % rec.uid)
     if flags_first:
         items.append(b"FLAGS " + sel.flags_for_display(rec.uid, rec.flags, ctx.session.rev1))
+    # CHANGEDSINCE implies MODSEQ; an implicit \Seen change shows its new MODSEQ too
+    modseq_added = with_modseq and Simple.MODSEQ not in attrs
+    if modseq_added:
+        items.append(b"MODSEQ (%d)" % rec.modseq)
     for a in attrs:
         if a is Simple.UID:
             if not with_uid:
@@ -125,6 +131,9 @@ def render(
                 items.append(
                     b"FLAGS " + sel.flags_for_display(rec.uid, rec.flags, ctx.session.rev1)
                 )
+        elif a is Simple.MODSEQ:
+            if not modseq_added:
+                items.append(b"MODSEQ (%d)" % rec.modseq)
         elif a is Simple.INTERNALDATE:
             items.append(b"INTERNALDATE " + format_internal_date(rec.internal_date))
         elif a is Simple.RFC822_SIZE:
@@ -183,6 +192,10 @@ async def _fetch(ctx: Context, cmd: c.Fetch, sel_: Selection) -> None:
     for start in range(0, len(sel_.uids), CHUNK):
         chunk = sel_.uids[start : start + CHUNK]
         records = await load_records(ctx, sel.uids, chunk, sel.info.id)
+        if cmd.changed_since is not None:
+            records = [r for r in records if r.modseq > cmd.changed_since]
+            if not records:
+                continue
         seen_now: set[int] = set()
         if mark_seen:
             unseen = [r.uid for r in records if "\\Seen" not in r.flags]
@@ -213,7 +226,10 @@ async def _fetch(ctx: Context, cmd: c.Fetch, sel_: Selection) -> None:
                 meta = MessageMeta.from_bytes(metas[rec.blob_id]) if need_meta else None
                 raw = blobs[rec.blob_id] if need_raw else None
                 flags_first = rec.uid in seen_now and Simple.FLAGS not in attrs
-                ctx.send(render(ctx, attrs, msn, rec, flags_first, meta, raw, cmd.uid))
+                with_modseq = cmd.changed_since is not None or (
+                    rec.uid in seen_now and ctx.session.condstore
+                )
+                ctx.send(render(ctx, attrs, msn, rec, flags_first, meta, raw, cmd.uid, with_modseq))
             await ctx.conn.flush()
 
 
@@ -236,14 +252,36 @@ def by_size(records: list[MessageRecord]) -> list[list[MessageRecord]]:
     return batches
 
 
+async def _vanished(ctx: Context, cmd: c.Fetch) -> None:
+    """RFC 7162 §3.2.6: UIDs in the requested set expunged since CHANGEDSINCE."""
+    sel = ctx.session.selected
+    assert sel is not None and cmd.changed_since is not None
+    gone = await ctx.store.expunged_since(sel.info.id, cmd.changed_since)
+    star = max(sel.max_uid, gone[-1] if gone else 0)
+    hits = [u for u in gone if cmd.seqs.contains(u, star)]
+    if hits:
+        ctx.send(b"* VANISHED (EARLIER) " + str(from_numbers(hits)).encode() + b"\r\n")
+
+
 def _uses_msn(cmd: c.Fetch) -> bool:
     return not_uid(cmd)
 
 
 @command(c.Fetch, SELECTED, uses_msn=_uses_msn)
 async def fetch(ctx: Context, cmd: c.Fetch) -> Result:
-    if cmd.modifiers:
-        return bad("FETCH modifiers are not supported")
+    if cmd.changed_since is not None or Simple.MODSEQ in cmd.attrs:
+        ctx.session.condstore = True  # RFC 7162 §3.1: a CONDSTORE-enabling command
+    if cmd.vanished:
+        if not ctx.session.qresync:
+            return bad("VANISHED needs ENABLE QRESYNC")
+        await _vanished(ctx, cmd)
     selection = resolve(ctx, cmd.seqs, cmd.uid)
+    if cmd.changed_since is not None:
+        # the (mailbox, modseq) index finds the few changed messages of a big mailbox
+        sel = ctx.session.selected
+        assert sel is not None
+        changes = await ctx.store.changes_since(sel.info.id, cmd.changed_since)
+        changed = {u.uid for u in changes.updated}
+        selection = Selection([u for u in selection.uids if u in changed])
     await _fetch(ctx, cmd, selection)
     return ok("FETCH completed")

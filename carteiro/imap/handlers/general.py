@@ -36,7 +36,7 @@ async def id_(ctx: Context, cmd: c.Id) -> Result:
 
 
 #: what ENABLE accepts (RFC 5161); unknown names are ignored, as the RFC requires
-_ENABLEABLE = {"IMAP4REV2": "IMAP4rev2"}
+_ENABLEABLE = {"IMAP4REV2": "IMAP4rev2", "CONDSTORE": "CONDSTORE", "QRESYNC": "QRESYNC"}
 
 
 @command(c.Enable, AUTH)
@@ -50,7 +50,10 @@ async def enable(ctx: Context, cmd: c.Enable) -> Result:
         newly.append(name)
         if name == "IMAP4rev2":
             ctx.session.rev2 = True
-            ctx.extra["utf8"] = True
+        elif name == "CONDSTORE":
+            ctx.session.condstore = True
+        elif name == "QRESYNC":  # RFC 7162 §3.2.3: implies CONDSTORE
+            ctx.session.qresync = ctx.session.condstore = True
     ctx.send(b"* ENABLED" + b"".join(b" " + n.encode() for n in newly) + b"\r\n")
     return ok("ENABLE completed")
 

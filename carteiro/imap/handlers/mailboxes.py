@@ -13,7 +13,16 @@ from carteiro.store.interface import MailboxInfo
 SPECIAL_USE = frozenset(
     {"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"}
 )
-STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "RECENT")
+STATUS_ITEMS = (
+    "MESSAGES",
+    "UIDNEXT",
+    "UIDVALIDITY",
+    "UNSEEN",
+    "DELETED",
+    "SIZE",
+    "RECENT",
+    "HIGHESTMODSEQ",
+)
 
 
 def account_id(ctx: Context) -> int:
@@ -106,7 +115,10 @@ async def status_items(ctx: Context, box: MailboxInfo, items: tuple[str, ...]) -
         "DELETED": st.deleted,
         "SIZE": st.size,
         "RECENT": st.recent,
+        "HIGHESTMODSEQ": st.highest_modseq,
     }
+    if "HIGHESTMODSEQ" in items:
+        ctx.session.condstore = True  # RFC 7162 §3.1: a CONDSTORE-enabling command
     sel = ctx.session.selected
     if sel is not None and sel.info.id == box.id:
         values["RECENT"] = len(sel.recent)

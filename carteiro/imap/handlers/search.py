@@ -7,19 +7,19 @@ from carteiro.imap.handlers.fetch import CHUNK, by_size
 from carteiro.imap.protocol import commands as c
 from carteiro.imap.protocol.sequence_set import from_numbers
 from carteiro.imap.protocol.wire import quoted
-from carteiro.imap.search_eval import Content, evaluate, needs_content
+from carteiro.imap.search_eval import Content, evaluate, needs_content, uses_modseq
 from carteiro.message.meta import MessageMeta
 from carteiro.store.interface import MessageRecord
 
 _RETURN = {"MIN", "MAX", "ALL", "COUNT", "SAVE"}
 
 
-async def run_search(ctx: Context, cmd: c.Search) -> list[tuple[int, int]]:
-    """(msn, uid) of matching messages, ascending."""
+async def run_search(ctx: Context, cmd: c.Search) -> list[tuple[int, int, int]]:
+    """(msn, uid, modseq) of matching messages, ascending."""
     sel = ctx.session.selected
     assert sel is not None
     content_needed = needs_content(cmd.key)
-    hits: list[tuple[int, int]] = []
+    hits: list[tuple[int, int, int]] = []
     uids = sel.uids
     for start in range(0, len(uids), CHUNK * 4):
         chunk = uids[start : start + CHUNK * 4]
@@ -31,7 +31,7 @@ async def run_search(ctx: Context, cmd: c.Search) -> list[tuple[int, int]]:
                 continue
             r = evaluate(cmd.key, rec, msn, sel, None)
             if r is True:
-                hits.append((msn, rec.uid))
+                hits.append((msn, rec.uid, rec.modseq))
             elif r is None and content_needed:
                 undecided.append((msn, rec))
         if undecided:
@@ -46,7 +46,7 @@ async def run_search(ctx: Context, cmd: c.Search) -> list[tuple[int, int]]:
                         blobs[rec.blob_id], MessageMeta.from_bytes(metas[rec.blob_id])
                     )
                     if evaluate(cmd.key, rec, msn, sel, content):
-                        hits.append((msn, rec.uid))
+                        hits.append((msn, rec.uid, rec.modseq))
     hits.sort()
     return hits
 
@@ -58,11 +58,15 @@ async def search(ctx: Context, cmd: c.Search) -> Result:
     opts = cmd.return_options
     if opts is not None and not set(opts) <= _RETURN:
         return bad("Unknown SEARCH RETURN option")
+    with_modseq = uses_modseq(cmd.key)
+    if with_modseq:
+        ctx.session.condstore = True  # RFC 7162 §3.1: a CONDSTORE-enabling command
     hits = await run_search(ctx, cmd)
-    numbers = [uid if cmd.uid else msn for msn, uid in hits]
+    numbers = [uid if cmd.uid else msn for msn, uid, _ in hits]
+    top_modseq = max((m for _, _, m in hits), default=0) if with_modseq else 0
 
     if opts is not None and "SAVE" in opts:
-        saved = [uid for _, uid in hits]
+        saved = [uid for _, uid, _ in hits]
         if saved and ("MIN" in opts or "MAX" in opts) and "ALL" not in opts:
             picked = []
             if "MIN" in opts:
@@ -75,7 +79,8 @@ async def search(ctx: Context, cmd: c.Search) -> Result:
             return ok("SEARCH completed, result saved")
 
     if opts is None and ctx.session.rev1:
-        ctx.send(b"* SEARCH" + b"".join(b" %d" % n for n in numbers) + b"\r\n")
+        tail = b" (MODSEQ %d)" % top_modseq if top_modseq else b""
+        ctx.send(b"* SEARCH" + b"".join(b" %d" % n for n in numbers) + tail + b"\r\n")
         return ok("SEARCH completed")
 
     wanted = set(opts or ()) - {"SAVE"} or {"ALL"}
@@ -91,5 +96,7 @@ async def search(ctx: Context, cmd: c.Search) -> Result:
         parts.append(b"COUNT %d" % len(numbers))
     if numbers and "ALL" in wanted:
         parts.append(b"ALL " + str(from_numbers(numbers)).encode())
+    if top_modseq:
+        parts.append(b"MODSEQ %d" % top_modseq)
     ctx.send(b" ".join(parts) + b"\r\n")
     return ok("SEARCH completed")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from carteiro.imap.handlers.base import AUTH, SELECTED, Context, Result, command, no, ok
+from carteiro.imap.handlers.base import AUTH, SELECTED, Context, Result, bad, command, no, ok
 from carteiro.imap.handlers.mailboxes import account_id, name_arg
 from carteiro.imap.protocol import commands as c
+from carteiro.imap.protocol.sequence_set import from_numbers
 from carteiro.imap.selected import SelectedMailbox
 from carteiro.imap.state import State
 
@@ -22,9 +23,13 @@ def deselect(ctx: Context) -> None:
 
 @command(c.Select, AUTH)
 async def select(ctx: Context, cmd: c.Select) -> Result:
+    if cmd.qresync is not None and not ctx.session.qresync:
+        return bad("QRESYNC must be enabled first (ENABLE QRESYNC)")
     had_selection = ctx.session.selected is not None
     deselect(ctx)
-    if had_selection and ctx.session.rev2:
+    if cmd.condstore:
+        ctx.session.condstore = True
+    if had_selection and (ctx.session.rev2 or ctx.session.qresync):
         # RFC 9051 §6.3.2: tells the client the previous mailbox is closed
         ctx.send(b"* OK [CLOSED] Previous mailbox closed\r\n")
     name = name_arg(ctx, cmd.mailbox)
@@ -55,15 +60,43 @@ async def select(ctx: Context, cmd: c.Select) -> Result:
             ctx.send(b"* OK [UNSEEN %d] First unseen\r\n" % msn)
     ctx.send(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % box.uidvalidity)
     ctx.send(b"* OK [UIDNEXT %d] Predicted next UID\r\n" % status.uidnext)
+    # RFC 7162 §3.1.2.1: mod-sequences are persistent here, so always announced
+    ctx.send(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % status.highest_modseq)
     if ctx.session.rev2:
         attrs = " ".join(sorted(box.special_use)).encode()
         ctx.send(b"* LIST (" + attrs + b') "/" ' + ctx.session.mailbox_to_wire(box.name) + b"\r\n")
+    if cmd.qresync is not None and cmd.qresync.uidvalidity == box.uidvalidity:
+        await _qresync(ctx, sel, cmd.qresync)
     ctx.session.selected = sel
     ctx.session.state = State.SELECTED
     sel.mark_announced()
     if cmd.readonly:
         return ok("EXAMINE completed", "READ-ONLY")
     return ok("SELECT completed", "READ-WRITE")
+
+
+async def _qresync(ctx: Context, sel: SelectedMailbox, params: c.QresyncParams) -> None:
+    """RFC 7162 §3.2.5: what changed since the client's modseq — expunges first as
+    VANISHED (EARLIER), then the flags of changed messages — limited to the UIDs the
+    client says it knows, when it says so."""
+    changes = await ctx.store.changes_since(sel.info.id, params.modseq)
+    known = params.known_uids
+    star = max(sel.max_uid, changes.expunged[-1] if changes.expunged else 0)
+
+    def wanted(uid: int) -> bool:
+        return known is None or known.contains(uid, star)
+
+    vanished = [u for u in changes.expunged if wanted(u)]
+    if vanished:
+        ctx.send(b"* VANISHED (EARLIER) " + str(from_numbers(vanished)).encode() + b"\r\n")
+    for upd in changes.updated:
+        msn = sel.msn_of(upd.uid)
+        if msn is None or not wanted(upd.uid):
+            continue
+        flags = sel.flags_for_display(upd.uid, upd.flags, ctx.session.rev1)
+        ctx.send(
+            b"* %d FETCH (UID %d FLAGS %s MODSEQ (%d))\r\n" % (msn, upd.uid, flags, upd.modseq)
+        )
 
 
 @command(c.Close, SELECTED)
@@ -98,6 +131,6 @@ async def expunge(ctx: Context, cmd: c.Expunge) -> Result:
         if not restrict:
             return ok("UID EXPUNGE completed")
     gone = await ctx.store.expunge(sel.info.id, restrict)
-    for msn in sel.remove_now(gone):
-        ctx.send(b"* %d EXPUNGE\r\n" % msn)
+    for line in sel.remove_now(gone, qresync=ctx.session.qresync):
+        ctx.send(line)
     return ok("EXPUNGE completed")

@@ -1,11 +1,12 @@
-"""STORE and UID STORE (RFC 9051 §6.4.6)."""
+"""STORE and UID STORE (RFC 9051 §6.4.6), with RFC 7162 UNCHANGEDSINCE and MODSEQ."""
 
 from __future__ import annotations
 
-from carteiro.imap.handlers.base import SELECTED, Context, Result, bad, command, no, not_uid, ok
+from carteiro.imap.handlers.base import SELECTED, Context, Result, command, no, not_uid, ok
 from carteiro.imap.handlers.fetch import load_records
 from carteiro.imap.handlers.messages import resolve
 from carteiro.imap.protocol import commands as c
+from carteiro.imap.protocol.sequence_set import from_numbers
 
 CHUNK = 1000
 
@@ -14,35 +15,54 @@ CHUNK = 1000
 async def store(ctx: Context, cmd: c.Store) -> Result:
     sel = ctx.session.selected
     assert sel is not None
-    if cmd.modifiers:
-        return bad("STORE modifiers are not supported")
     if sel.readonly:
         return no("Mailbox is read-only", "READ-ONLY")
+    if cmd.unchanged_since is not None:
+        ctx.session.condstore = True  # RFC 7162 §3.1: a CONDSTORE-enabling command
+    condstore = ctx.session.condstore
     uids = [u for u in resolve(ctx, cmd.seqs, cmd.uid).uids if u not in sel.pending_expunged]
     flags = frozenset(cmd.flags)
+    modified: list[int] = []
     for start in range(0, len(uids), CHUNK):
         chunk = uids[start : start + CHUNK]
-        updates = await ctx.store.store_flags(sel.info.id, chunk, cmd.mode, flags)
+        if cmd.unchanged_since is None:
+            updates = await ctx.store.store_flags(sel.info.id, chunk, cmd.mode, flags)
+        else:
+            updates, failed = await ctx.store.store_flags_conditional(
+                sel.info.id, chunk, cmd.mode, flags, cmd.unchanged_since
+            )
+            modified.extend(failed)
         sel.note_own(updates)
         for line in sel.learn_keywords(u.flags for u in updates):
             ctx.send(line)
         if cmd.silent:
+            # RFC 7162 §3.1.3: a silent store still tells a CONDSTORE client the new MODSEQ
+            if condstore:
+                for u in updates:
+                    msn = sel.msn_of(u.uid)
+                    if msn is not None:
+                        uid_item = b"UID %d " % u.uid if cmd.uid else b""
+                        ctx.send(b"* %d FETCH (%sMODSEQ (%d))\r\n" % (msn, uid_item, u.modseq))
             continue
-        current = {u.uid: u.flags for u in updates}
-        missing = [u for u in chunk if u not in current]
+        current = {u.uid: (u.flags, u.modseq) for u in updates}
+        skip = set(modified)
+        missing = [u for u in chunk if u not in current and u not in skip]
         if missing:
             for rec in await load_records(ctx, sel.uids, missing, sel.info.id):
-                current[rec.uid] = rec.flags
+                current[rec.uid] = (rec.flags, rec.modseq)
         for uid in chunk:
             if uid not in current:
                 continue
             msn = sel.msn_of(uid)
             if msn is None:
                 continue
-            shown = sel.flags_for_display(uid, current[uid], ctx.session.rev1)
-            if cmd.uid:
-                ctx.send(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (msn, uid, shown))
-            else:
-                ctx.send(b"* %d FETCH (FLAGS %s)\r\n" % (msn, shown))
+            shown_flags, modseq = current[uid]
+            shown = sel.flags_for_display(uid, shown_flags, ctx.session.rev1)
+            uid_item = b"UID %d " % uid if cmd.uid else b""
+            modseq_item = b" MODSEQ (%d)" % modseq if condstore else b""
+            ctx.send(b"* %d FETCH (%sFLAGS %s%s)\r\n" % (msn, uid_item, shown, modseq_item))
         await ctx.conn.flush()
+    if modified:
+        numbers = modified if cmd.uid else [m for u in modified if (m := sel.msn_of(u))]
+        return ok("Conditional STORE failed for some messages", f"MODIFIED {from_numbers(numbers)}")
     return ok("STORE completed")

@@ -81,13 +81,27 @@ class Enable(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class QresyncParams:
+    """RFC 7162 §3.2.5 ``QRESYNC (uidvalidity modseq [known-uids [seq-match-data]])``."""
+
+    uidvalidity: int
+    modseq: int
+    known_uids: SequenceSet | None = None
+    #: (known message sequence numbers, the UIDs they correspond to)
+    seq_match: tuple[SequenceSet, SequenceSet] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Select(Command):
     """SELECT, or EXAMINE when ``readonly``. ``params`` keeps RFC 4466 select-params
-    (e.g. CONDSTORE) upper-cased, with their raw values, for later extensions."""
+    upper-cased, with their raw values, for later extensions; the ones we implement
+    are also parsed: ``condstore`` and ``qresync`` (RFC 7162)."""
 
     mailbox: str
     readonly: bool = False
     params: tuple[tuple[str, object], ...] = ()
+    condstore: bool = False
+    qresync: QresyncParams | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +228,11 @@ class Fetch(Command):
     uid: bool
     seqs: SequenceSet
     attrs: tuple[FetchAttr, ...]
-    modifiers: tuple[tuple[str, object], ...] = ()  # RFC 4466 fetch-modifiers (CHANGEDSINCE…)
+    modifiers: tuple[tuple[str, object], ...] = ()  # RFC 4466 fetch-modifiers, raw
+    #: RFC 7162 ``CHANGEDSINCE n``: only messages with modseq > n (implies MODSEQ)
+    changed_since: int | None = None
+    #: RFC 7162 ``VANISHED`` (UID FETCH with CHANGEDSINCE only)
+    vanished: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +244,9 @@ class Store(Command):
     mode: str
     silent: bool
     flags: tuple[str, ...]
-    modifiers: tuple[tuple[str, object], ...] = ()  # UNCHANGEDSINCE later
+    modifiers: tuple[tuple[str, object], ...] = ()  # RFC 4466 store-modifiers, raw
+    #: RFC 7162 ``UNCHANGEDSINCE n`` (0 is valid: only messages never modified)
+    unchanged_since: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ class Simple(Enum):
     RFC822 = "RFC822"  # rev1: same as BODY[], sets \Seen
     RFC822_HEADER = "RFC822.HEADER"  # rev1: BODY.PEEK[HEADER]
     RFC822_TEXT = "RFC822.TEXT"  # rev1: BODY[TEXT], sets \Seen
+    MODSEQ = "MODSEQ"  # RFC 7162 CONDSTORE
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,16 +1,19 @@
-"""SEARCH program parsing (RFC 9051 §6.4.4, plus the RFC 3501 keys NEW, OLD, RECENT)."""
+"""SEARCH program parsing (RFC 9051 §6.4.4, plus the RFC 3501 keys NEW, OLD, RECENT
+and the RFC 7162 key MODSEQ)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
-from carteiro.imap.protocol.grammar import Cursor, ParseError
+from carteiro.imap.protocol.grammar import MAX_NUMBER64, Cursor, ParseError
 from carteiro.imap.protocol.search_keys import (
     All,
     And,
     DateKey,
     FlagKey,
     HeaderKey,
+    ModSeqKey,
     Not,
     Or,
     SearchKey,
@@ -40,6 +43,11 @@ _FLAG_KEYS: dict[str, SearchKey] = {
     "OLD": FlagKey("\\Recent", False),
 }
 _HEADER_KEYS = frozenset({"BCC", "CC", "FROM", "SUBJECT", "TO"})
+#: RFC 7162 ``entry-flag-name`` once unescaped is "/flags/" and this (a system flag or a
+#: keyword). The prefix is compared separately: IGNORECASE would fold "s" and "k" onto
+#: the excluded non-ASCII range (U+017F, U+212A).
+_ENTRY_FLAG = re.compile(r'\\?[^(){ %*"\\\]\x00-\x1f\x7f-\U0010ffff]+')
+_ENTRY_TYPES = frozenset({"PRIV", "SHARED", "ALL"})
 _DATE_KEYS: dict[str, tuple[bool, str]] = {
     "BEFORE": (False, "BEFORE"),
     "ON": (False, "ON"),
@@ -150,6 +158,22 @@ def _uid(cur: Cursor) -> SearchKey:
     return SeqKey(cur.sequence_set(), uid=True)
 
 
+def _modseq(cur: Cursor) -> SearchKey:
+    """``MODSEQ [entry-name SP entry-type-req SP] mod-sequence-valzer`` (RFC 7162 §3.1.5)."""
+    entry: tuple[str, str] | None = None
+    if cur.peek() == ord('"'):
+        name = cur.quoted().decode("utf-8")  # valid UTF-8 (or ASCII) by now
+        if name[:7].lower() != "/flags/" or _ENTRY_FLAG.fullmatch(name, 7) is None:
+            raise ParseError("Invalid MODSEQ entry name")
+        cur.sp()
+        kind = cur.word("MODSEQ entry type")
+        if kind not in _ENTRY_TYPES:
+            raise ParseError("Invalid MODSEQ entry type")
+        cur.sp()
+        entry = (name, kind.lower())
+    return ModSeqKey(cur.number(limit=MAX_NUMBER64), entry)
+
+
 _ARG_KEYS: dict[str, Callable[[Cursor], SearchKey]] = {
     "NOT": _not,
     "OR": _or,
@@ -161,6 +185,7 @@ _ARG_KEYS: dict[str, Callable[[Cursor], SearchKey]] = {
     "BODY": _body,
     "TEXT": _textkey,
     "UID": _uid,
+    "MODSEQ": _modseq,
     **{name: _header_key(name) for name in _HEADER_KEYS},
 }
 

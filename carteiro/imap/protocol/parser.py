@@ -12,13 +12,31 @@ import re
 from collections.abc import Callable, Sequence
 
 from carteiro.imap.protocol import commands as c
-from carteiro.imap.protocol.grammar import TAG, Cursor, ParseError, decode_utf8
+from carteiro.imap.protocol.grammar import (
+    MAX_NUMBER,
+    MAX_NUMBER64,
+    TAG,
+    Cursor,
+    ParseError,
+    decode_utf8,
+    parse_sequence_set,
+)
 from carteiro.imap.protocol.parse_fetch import parse_fetch_attrs
 from carteiro.imap.protocol.parse_search import parse_search_args
+from carteiro.imap.protocol.sequence_set import SequenceSet
 
 #: Items accepted in ``STATUS`` and ``LIST ... RETURN (STATUS (...))``.
 STATUS_ITEMS = frozenset(
-    {"MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "RECENT"}
+    {
+        "MESSAGES",
+        "UIDNEXT",
+        "UIDVALIDITY",
+        "UNSEEN",
+        "DELETED",
+        "SIZE",
+        "RECENT",
+        "HIGHESTMODSEQ",  # RFC 7162 CONDSTORE
+    }
 )
 LIST_SELECT_OPTIONS = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
 LIST_RETURN_OPTIONS = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE"})
@@ -101,14 +119,97 @@ def _enable(cur: Cursor, tag: str) -> c.Command:
     return c.Enable(tag, tuple(dict.fromkeys(caps)))
 
 
+# --- RFC 7162 CONDSTORE / QRESYNC parameters --------------------------------------------
+#
+# The RFC 4466 parameter lists are read generically by ``Cursor.ext_params`` (kept raw
+# in the commands' ``params``/``modifiers``); the helpers below validate the values
+# of the parameters we implement and reject any other parameter.
+
+
+def _modseq(value: object, what: str, *, zero: bool = False) -> int:
+    """``mod-sequence-value`` (1..2^63-1) or, with ``zero``, ``mod-sequence-valzer``."""
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or not (0 if zero else 1) <= value <= MAX_NUMBER64
+    ):
+        raise ParseError(f"Invalid {what} mod-sequence")
+    return value
+
+
+def _check_unique(params: tuple[tuple[str, object], ...], what: str) -> None:
+    if len({name for name, _ in params}) != len(params):
+        raise ParseError(f"Duplicate {what}")
+
+
+def _qresync_set(value: object, what: str) -> SequenceSet:
+    """A QRESYNC sequence set: ``*`` and ``$`` are not allowed."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        token = str(value).encode()
+    elif isinstance(value, str):
+        token = value.encode()
+    else:
+        raise ParseError(f"Invalid QRESYNC {what}")
+    seqs = parse_sequence_set(token)
+    if seqs.saved or any(lo is None or hi is None for lo, hi in seqs.ranges):
+        raise ParseError(f"Invalid QRESYNC {what}")
+    return seqs
+
+
+def _set_size(seqs: SequenceSet) -> int:
+    return sum(hi - lo + 1 for lo, hi in seqs.resolve(0))
+
+
+def _qresync(value: object) -> c.QresyncParams:
+    """``"(" uidvalidity SP mod-sequence-value [SP known-uids] [SP seq-match-data] ")"``
+    (RFC 7162 §7), from its raw ``tagged_ext_val`` form."""
+    if not isinstance(value, tuple) or not 2 <= len(value) <= 4:
+        raise ParseError("Invalid QRESYNC parameters")
+    uidvalidity, modseq, *rest = value
+    if (
+        not isinstance(uidvalidity, int)
+        or isinstance(uidvalidity, bool)
+        or not 1 <= uidvalidity <= MAX_NUMBER
+    ):
+        raise ParseError("Invalid QRESYNC UIDVALIDITY")
+    known: SequenceSet | None = None
+    seq_match: tuple[SequenceSet, SequenceSet] | None = None
+    if rest and not isinstance(rest[0], tuple):
+        known = _qresync_set(rest.pop(0), "known UIDs")
+    if rest:
+        match = rest.pop(0)
+        if not isinstance(match, tuple) or len(match) != 2:
+            raise ParseError("Invalid QRESYNC sequence match data")
+        msns = _qresync_set(match[0], "sequence match data")
+        uids = _qresync_set(match[1], "sequence match data")
+        if _set_size(msns) != _set_size(uids):
+            raise ParseError("QRESYNC sequence match sets differ in size")
+        seq_match = (msns, uids)
+    if rest:
+        raise ParseError("Invalid QRESYNC parameters")
+    return c.QresyncParams(uidvalidity, _modseq(modseq, "QRESYNC"), known, seq_match)
+
+
 def _select(readonly: bool) -> Handler:
     def parse(cur: Cursor, tag: str) -> c.Command:
         cur.sp()
         mailbox = cur.mailbox()
         params: tuple[tuple[str, object], ...] = ()
+        condstore = False
+        qresync: c.QresyncParams | None = None
         if cur.maybe(b" "):
             params = cur.ext_params()
-        return c.Select(tag, mailbox, readonly, params)
+            _check_unique(params, "select parameter")
+            for name, value in params:
+                if name == "CONDSTORE":
+                    if value is not None:
+                        raise ParseError("CONDSTORE takes no value")
+                    condstore = True
+                elif name == "QRESYNC":
+                    qresync = _qresync(value)
+                else:
+                    raise ParseError("Unknown select parameter")
+        return c.Select(tag, mailbox, readonly, params, condstore, qresync)
 
     return parse
 
@@ -287,9 +388,25 @@ def _fetch(uid: bool) -> Handler:
         cur.sp()
         attrs = parse_fetch_attrs(cur)
         modifiers: tuple[tuple[str, object], ...] = ()
+        changed_since: int | None = None
+        vanished = False
         if cur.maybe(b" "):
             modifiers = cur.ext_params()
-        return c.Fetch(tag, uid, seqs, attrs, modifiers)
+            _check_unique(modifiers, "FETCH modifier")
+            for name, value in modifiers:
+                if name == "CHANGEDSINCE":
+                    changed_since = _modseq(value, "CHANGEDSINCE")
+                elif name == "VANISHED":
+                    if value is not None:
+                        raise ParseError("VANISHED takes no value")
+                    vanished = True
+                else:
+                    raise ParseError("Unknown FETCH modifier")
+            if vanished and not uid:
+                raise ParseError("VANISHED is only allowed in UID FETCH")
+            if vanished and changed_since is None:
+                raise ParseError("VANISHED requires CHANGEDSINCE")
+        return c.Fetch(tag, uid, seqs, attrs, modifiers, changed_since, vanished)
 
     return parse
 
@@ -303,8 +420,14 @@ def _store(uid: bool) -> Handler:
         seqs = cur.sequence_set()
         cur.sp()
         modifiers: tuple[tuple[str, object], ...] = ()
+        unchanged_since: int | None = None
         if cur.peek() == ord("("):
             modifiers = cur.ext_params()
+            _check_unique(modifiers, "STORE modifier")
+            for name, value in modifiers:
+                if name != "UNCHANGEDSINCE":
+                    raise ParseError("Unknown STORE modifier")
+                unchanged_since = _modseq(value, "UNCHANGEDSINCE", zero=True)
             cur.sp()
         m = cur.match(_STORE_ITEM)
         if m is None:
@@ -318,7 +441,8 @@ def _store(uid: bool) -> Handler:
                 bare.append(cur.flag())
             flags = tuple(dict.fromkeys(bare))
         mode = m.group(1).decode("ascii")
-        return c.Store(tag, uid, seqs, mode, m.group(2) is not None, flags, modifiers)
+        silent = m.group(2) is not None
+        return c.Store(tag, uid, seqs, mode, silent, flags, modifiers, unchanged_since)
 
     return parse
 

@@ -74,6 +74,16 @@ class SeqKey:
 
 
 @dataclass(frozen=True, slots=True)
+class ModSeqKey:
+    """RFC 7162 ``MODSEQ [entry-name entry-type-req] mod-sequence-valzer``: messages whose
+    modseq is at least ``modseq``. The optional entry (``"/flags/\\draft"``, ``"all"``)
+    is kept but, as RFC 7162 allows, the server does not keep per-flag modseqs."""
+
+    modseq: int
+    entry: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Not:
     key: SearchKey
 
@@ -89,4 +99,6 @@ class And:
     keys: tuple[SearchKey, ...]
 
 
-SearchKey = All | FlagKey | DateKey | SizeKey | HeaderKey | TextKey | SeqKey | Not | Or | And
+SearchKey = (
+    All | FlagKey | DateKey | SizeKey | HeaderKey | TextKey | SeqKey | ModSeqKey | Not | Or | And
+)

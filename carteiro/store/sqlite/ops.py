@@ -429,6 +429,34 @@ def store_flags(
     return [FlagUpdate(uid, decode(f, k), modseq) for uid, f, k in changed]
 
 
+def store_flags_conditional(
+    conn: sqlite3.Connection,
+    events: Events,
+    mailbox_id: int,
+    uids: Sequence[int],
+    mode: str,
+    flags: frozenset[str],
+    unchanged_since: int,
+) -> tuple[list[FlagUpdate], list[int]]:
+    """RFC 7162 UNCHANGEDSINCE, checked and applied in one transaction."""
+    wanted = normalise_uids(uids)
+    if not wanted:
+        return [], []
+    cond, params = uid_filter(wanted)
+    modified = [
+        int(r[0])
+        for r in conn.execute(
+            f"SELECT uid FROM messages WHERE mailbox_id = ? AND {cond} AND modseq > ? ORDER BY uid",
+            [mailbox_id, *params, unchanged_since],
+        )
+    ]
+    skip = set(modified)
+    updates = store_flags(
+        conn, events, mailbox_id, [u for u in wanted if u not in skip], mode, flags
+    )
+    return updates, modified
+
+
 def _store_keywords(
     conn: sqlite3.Connection,
     mailbox_id: int,

@@ -343,6 +343,26 @@ class SqliteStore:
         )
         return result
 
+    async def store_flags_conditional(
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        mode: str,
+        flags: frozenset[str],
+        unchanged_since: int,
+    ) -> tuple[list[FlagUpdate], list[int]]:
+        result: tuple[list[FlagUpdate], list[int]] = await self._writer.submit(
+            partial(
+                ops.store_flags_conditional,
+                mailbox_id=mailbox_id,
+                uids=list(uids),
+                mode=mode,
+                flags=frozenset(flags),
+                unchanged_since=unchanged_since,
+            )
+        )
+        return result
+
     async def copy(self, source_id: int, uids: Sequence[int], dest_id: int) -> CopyResult:
         result: CopyResult = await self._writer.submit(
             partial(ops.copy, source_id=source_id, uids=list(uids), dest_id=dest_id, move=False)
@@ -389,6 +409,18 @@ class SqliteStore:
             return Changes(highest, updated, expunged, uidvalidity)
 
         result: Changes = await self._read(q)
+        return result
+
+    async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
+        def q(conn: sqlite3.Connection) -> list[int]:
+            _mailbox_must_exist(conn, mailbox_id)
+            rows = conn.execute(
+                "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ?",
+                (mailbox_id, modseq),
+            )
+            return sorted(r[0] for r in rows)
+
+        result: list[int] = await self._read(q)
         return result
 
     async def claim_recent(self, mailbox_id: int) -> int:

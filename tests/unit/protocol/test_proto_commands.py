@@ -139,9 +139,14 @@ def test_enable() -> None:
 def test_select_examine() -> None:
     assert parse(b"t SELECT inbox") == c.Select("t", "inbox")
     assert parse(b"t EXAMINE INBOX") == c.Select("t", "INBOX", readonly=True)
-    assert parse(b"t SELECT x (condstore)") == c.Select("t", "x", params=(("CONDSTORE", None),))
+    assert parse(b"t SELECT x (condstore)") == c.Select(
+        "t", "x", params=(("CONDSTORE", None),), condstore=True
+    )
     assert parse(b"t SELECT x (QRESYNC (1 20 1:5 (1,3 2,9)))") == c.Select(
-        "t", "x", params=(("QRESYNC", (1, 20, "1:5", ("1,3", "2,9"))),)
+        "t",
+        "x",
+        params=(("QRESYNC", (1, 20, "1:5", ("1,3", "2,9"))),),
+        qresync=c.QresyncParams(1, 20, seqs((1, 5)), (seqs((1, 1), (3, 3)), seqs((2, 2), (9, 9)))),
     )
     assert parse(b'T SELECT "a b"') == c.Select("T", "a b")
     assert parse(b"t SELECT {3}\r\nx y") == c.Select("t", "x y")
@@ -149,6 +154,7 @@ def test_select_examine() -> None:
     assert error(b"t SELECT a b").status == "BAD"
     assert error(b"t SELECT a ()").status == "BAD"
     assert error(b"t SELECT a (X").status == "BAD"
+    assert error(b"t SELECT a (X)").text == "Unknown select parameter"
     assert error(b"t SELECT a%").status == "BAD"
 
 
@@ -341,7 +347,7 @@ def test_store() -> None:
     )
     assert parse(b"t STORE 1 FLAGS ()") == c.Store("t", False, seqs((1, 1)), "", False, ())
     assert parse(b"t STORE 1 (UNCHANGEDSINCE 12345) FLAGS.SILENT (a)") == c.Store(
-        "t", False, seqs((1, 1)), "", True, ("a",), (("UNCHANGEDSINCE", 12345),)
+        "t", False, seqs((1, 1)), "", True, ("a",), (("UNCHANGEDSINCE", 12345),), 12345
     )
 
 

@@ -220,7 +220,7 @@ def test_fetch_sections(att: bytes, expected: object) -> None:
     [
         (b"", "Expected fetch attribute"),
         (b"BOGUS", "Unknown fetch attribute"),
-        (b"MODSEQ", "Unknown fetch attribute"),
+        (b"MODSEQ[]", "Unknown fetch attribute"),
         (b"BODY.PEEK", "Unknown fetch attribute"),
         (b"BINARY", "Unknown fetch attribute"),
         (b"FLAGS[]", "Unknown fetch attribute"),
@@ -260,6 +260,8 @@ def test_fetch_modifiers_and_uid() -> None:
         SequenceSet(((1, None),)),
         (Simple.FLAGS,),
         (("CHANGEDSINCE", 12345), ("VANISHED", None)),
+        changed_since=12345,
+        vanished=True,
     )
     assert error(b"t FETCH").text == "Missing argument"
     assert error(b"t FETCH 1").text == "Missing argument"
