@@ -6,6 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from carteiro.imap.protocol import commands as c
+from carteiro.imap.protocol import search_keys as k
 from carteiro.imap.protocol import wire
 from carteiro.imap.protocol.grammar import parse_sequence_set
 from carteiro.imap.protocol.receiver import (
@@ -20,7 +21,7 @@ from carteiro.imap.protocol.receiver import (
     NeedData,
     Receiver,
 )
-from carteiro.imap.protocol.sequence_set import SequenceSet
+from carteiro.imap.protocol.sequence_set import SequenceSet, from_numbers
 
 EVENT_TYPES = (
     NeedContinuation,
@@ -122,6 +123,17 @@ TOKENS = [
     b"STATUS (MESSAGES)",
     b"{999}\r\n",
     b"{999+}\r\n",
+    # RFC 7162 CONDSTORE / QRESYNC
+    b"MODSEQ",
+    b"MODSEQ ",
+    b"(CHANGEDSINCE 5 VANISHED)",
+    b"(CHANGEDSINCE 0)",
+    b"(UNCHANGEDSINCE 0) ",
+    b"(CONDSTORE)",
+    b"QRESYNC (",
+    b'"/flags/\\\\seen" all ',
+    b"HIGHESTMODSEQ",
+    b"9223372036854775808",
 ]
 token_soup = st.lists(st.sampled_from(TOKENS), max_size=60).map(b"".join)
 
@@ -137,14 +149,34 @@ section = st.sampled_from(
     [b"", b"1", b"1.2.MIME", b"HEADER", b"2.TEXT", b"HEADER.FIELDS (From {2}\r\nTo)", b"0", b"MIME"]
 )
 fetch_att = st.one_of(
-    st.sampled_from([b"FLAGS", b"UID", b"RFC822.SIZE", b"ENVELOPE", b"BODYSTRUCTURE", b"ALL"]),
+    st.sampled_from(
+        [b"FLAGS", b"UID", b"RFC822.SIZE", b"ENVELOPE", b"BODYSTRUCTURE", b"ALL", b"MODSEQ"]
+    ),
     st.tuples(st.sampled_from([b"BODY", b"BODY.PEEK", b"BINARY", b"BINARY.SIZE"]), section).map(
         lambda t: t[0] + b"[" + t[1] + b"]"
     ),
 )
+modseq_text = st.sampled_from([b"0", b"1", b"620162338", b"9223372036854775807", b"x"])
+modseq_entry = st.sampled_from(
+    [b"", b'"/flags/\\\\draft" all ', b'"/flags/$Junk" PRIV ', b'"/flags/" shared ', b'"x" all ']
+)
+fetch_mods = st.sampled_from(
+    [
+        b"",
+        b" (CHANGEDSINCE 12345)",
+        b" (CHANGEDSINCE 12345 VANISHED)",
+        b" (VANISHED)",
+        b" (CHANGEDSINCE 0)",
+        b" (FOO)",
+    ]
+)
+qresync_args = st.sampled_from(
+    [b"1 2", b"67890007 20050715194045000 41,43:211", b"1 2 1:5 (1,3 2,9)", b"1 2 (1:3 4)", b"0 1"]
+)
 search_key = st.recursive(
     st.one_of(
         st.sampled_from([b"ALL", b"SEEN", b"NEW", b"OLD", b"UNDRAFT", b"BEFORE 1-Feb-2024"]),
+        st.tuples(modseq_entry, modseq_text).map(lambda t: b"MODSEQ " + t[0] + t[1]),
         astr.map(lambda a: b"SUBJECT " + a),
         seq_text.map(lambda q: b"UID " + q),
         seq_text,
@@ -157,9 +189,17 @@ search_key = st.recursive(
     max_leaves=8,
 )
 command = st.one_of(
-    st.tuples(seq_text, st.lists(fetch_att, min_size=1, max_size=4)).map(
-        lambda t: b"UID FETCH " + t[0] + b" (" + b" ".join(t[1]) + b")"
+    st.tuples(seq_text, st.lists(fetch_att, min_size=1, max_size=4), fetch_mods).map(
+        lambda t: b"UID FETCH " + t[0] + b" (" + b" ".join(t[1]) + b")" + t[2]
     ),
+    st.tuples(seq_text, fetch_mods).map(lambda t: b"FETCH " + t[0] + b" MODSEQ" + t[1]),
+    st.tuples(seq_text, modseq_text, flags).map(
+        lambda t: b"STORE " + t[0] + b" (UNCHANGEDSINCE " + t[1] + b") FLAGS " + t[2]
+    ),
+    st.tuples(astr, qresync_args).map(
+        lambda t: b"EXAMINE " + t[0] + b" (CONDSTORE QRESYNC (" + t[1] + b"))"
+    ),
+    astr.map(lambda a: b"STATUS " + a + b" (HIGHESTMODSEQ MESSAGES)"),
     search_key.map(lambda k: b"SEARCH RETURN (MIN) CHARSET UTF-8 " + k),
     st.tuples(seq_text, flags).map(lambda t: b"STORE " + t[0] + b" +FLAGS.SILENT " + t[1]),
     st.tuples(astr, flags, st.binary(max_size=5)).map(
@@ -242,3 +282,70 @@ def test_wire_string_round_trip_through_search(value: str, utf8: bool) -> None:
     last = events[-1]
     assert isinstance(last, CommandReceived) and isinstance(last.command, c.Search)
     assert last.command.key.value == value  # type: ignore[union-attr]
+
+
+# --- RFC 7162 values round-trip ---------------------------------------------------------
+
+MAX63 = 2**63 - 1
+modseq_ints = st.one_of(
+    st.integers(0, 2**64), st.sampled_from([0, 1, MAX63, MAX63 + 1, 10**19, 10**20])
+)
+
+
+def parse_one(line: bytes) -> Event:
+    events = run([line + b"\r\n"], limits=Limits(), utf8=False)
+    assert len(events) == 1, events
+    return events[0]
+
+
+@given(modseq_ints)
+def test_modseq_values_round_trip(n: int) -> None:
+    fetch = parse_one(b"t UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)" % n)
+    if 1 <= n <= MAX63:
+        assert isinstance(fetch, CommandReceived) and isinstance(fetch.command, c.Fetch)
+        assert (fetch.command.changed_since, fetch.command.vanished) == (n, True)
+    else:
+        assert isinstance(fetch, CommandError) and fetch.status == "BAD"
+    store = parse_one(b"t STORE 1 (UNCHANGEDSINCE %d) +FLAGS (a)" % n)
+    search = parse_one(b't SEARCH NOT MODSEQ "/flags/\\\\seen" all %d' % n)
+    if n <= MAX63:
+        assert isinstance(store, CommandReceived) and isinstance(store.command, c.Store)
+        assert store.command.unchanged_since == n
+        assert isinstance(search, CommandReceived) and isinstance(search.command, c.Search)
+        assert search.command.key == k.Not(k.ModSeqKey(n, ("/flags/\\seen", "all")))
+    else:
+        assert isinstance(store, CommandError) and store.status == "BAD"
+        assert isinstance(search, CommandError) and search.status == "BAD"
+
+
+finite_sets = st.lists(
+    st.tuples(st.integers(1, 2**32 - 1), st.integers(1, 2**32 - 1)), min_size=1, max_size=4
+).map(lambda ranges: SequenceSet(tuple(ranges)))
+small_numbers = st.lists(st.integers(1, 50), min_size=1, max_size=6)
+
+
+@given(
+    st.integers(1, 2**32 - 1),
+    st.integers(1, MAX63),
+    st.one_of(st.none(), finite_sets),
+    st.one_of(st.none(), st.tuples(small_numbers, small_numbers)),
+)
+def test_qresync_round_trip(
+    uidvalidity: int,
+    modseq: int,
+    known: SequenceSet | None,
+    match: tuple[list[int], list[int]] | None,
+) -> None:
+    args = b"%d %d" % (uidvalidity, modseq)
+    if known is not None:
+        args += b" " + str(known).encode()
+    seq_match = None
+    if match is not None:
+        seq_match = (from_numbers(match[0]), from_numbers(match[1]))
+        args += b" (" + str(seq_match[0]).encode() + b" " + str(seq_match[1]).encode() + b")"
+    ev = parse_one(b"t SELECT INBOX (QRESYNC (" + args + b"))")
+    if match is not None and len(set(match[0])) != len(set(match[1])):
+        assert ev == CommandError("t", "QRESYNC sequence match sets differ in size")
+        return
+    assert isinstance(ev, CommandReceived) and isinstance(ev.command, c.Select)
+    assert ev.command.qresync == c.QresyncParams(uidvalidity, modseq, known, seq_match)

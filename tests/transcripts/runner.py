@@ -34,8 +34,8 @@ A transcript (``cases/*.imap``) is a small text file, one item per line::
     S: pattern                one server line (without CRLF)
     S~: regex                 one server line, as a Python regular expression
     S*: pattern               any number (0+) of consecutive server lines matching
-    S|: pattern               consecutive S| lines match the same number of server
-                              lines in any order
+    S|: pattern               consecutive S| (and S|?) lines form a group matching
+                              server lines in any order; an S|? member may be absent
     S+: pattern               the rest of a server line after a literal
 
 A literal announcement ``{n}``, ``{n+}`` or ``~{n}`` at the end of a C, C+, S or S+
@@ -122,6 +122,7 @@ class Expect:
     kind: str  # "one", "regex", "star", "any-order"
     parts: list[Part]  # for "one"/"star"/"regex" (regex: a single part)
     group: list[Expect] = field(default_factory=list)  # for "any-order"
+    optional: bool = False  # an S|? member of an any-order group
 
 
 @dataclass
@@ -159,7 +160,7 @@ class Transcript:
 # --- parsing ------------------------------------------------------------------------------
 
 _LITERAL = re.compile(r"(~?)\{(\d+|#)(\+?)\}$")
-_PREFIX = re.compile(r"^(C\+|C|R|Dx|D-|D|S\+|S~|S\*|S\||S):(?: (.*)|)$")
+_PREFIX = re.compile(r"^(C\+|C|R|Dx|D-|D|S\+|S~|S\*|S\|\?|S\||S):(?: (.*)|)$")
 _IMAP_DATE = "%d-%b-%Y %H:%M:%S %z"
 
 
@@ -269,14 +270,14 @@ def parse(path: Path) -> Transcript:
             if current_expect is None or open_literal(current_expect.parts) is None:
                 raise fail("S+ must follow a server literal")
             current_expect.parts.append(Part(text, _literal_of(text)))
-        else:  # S, S~, S*, S|
+        else:  # S, S~, S*, S|, S|?
             current_send = None
             block = t.steps[-1] if t.steps else None
             if not isinstance(block, ExpectBlock) or block.session != session:
                 block = ExpectBlock(lineno, session, [])
                 t.steps.append(block)
-            if kind == "S|":
-                exp = Expect(lineno, "one", [Part(text, _literal_of(text))])
+            if kind in ("S|", "S|?"):
+                exp = Expect(lineno, "one", [Part(text, _literal_of(text))], optional=kind == "S|?")
                 last = block.items[-1] if block.items else None
                 if last is None or last.kind != "any-order":
                     last = Expect(lineno, "any-order", [])
@@ -477,7 +478,7 @@ def compile_expect(exp: Expect, env: dict[str, str]) -> Pattern:
 def describe(exp: Expect) -> str:
     if exp.kind == "any-order":
         return "any order of:\n" + "\n".join("    " + describe(g) for g in exp.group)
-    prefix = {"one": "S:", "regex": "S~:", "star": "S*:"}[exp.kind]
+    prefix = {"one": "S|?:" if exp.optional else "S:", "regex": "S~:", "star": "S*:"}[exp.kind]
     text = " ".join(p.text for p in exp.parts)
     return f"{prefix} {text}  (line {exp.lineno})"
 
@@ -673,12 +674,15 @@ def _match_block(
 
 
 def _match_any_order(t: Transcript, item: Expect, conv: Conversation, env: dict[str, str]) -> None:
-    lines = [conv.read() for _ in item.group]
+    """Reads lines while each fits a member not yet used (bipartite matching, so the
+    order of the members does not matter); the first line that fits none is pushed
+    back. Every member that is not optional must have been used."""
     patterns = [compile_expect(g, env) for g in item.group]
-    fits = [[p.fullmatch(_text(line)) for p in patterns] for line in lines]
+    lines: list[bytes] = []
+    fits: list[list[dict[str, str] | None]] = []
     assignment: dict[int, int] = {}  # pattern -> line
 
-    def place(li: int, seen: set[int]) -> bool:  # augmenting path (bipartite matching)
+    def place(li: int, seen: set[int]) -> bool:  # augmenting path
         for pi in range(len(patterns)):
             if fits[li][pi] is None or pi in seen:
                 continue
@@ -688,15 +692,25 @@ def _match_any_order(t: Transcript, item: Expect, conv: Conversation, env: dict[
                 return True
         return False
 
-    for li in range(len(lines)):
-        if not place(li, set()):
-            got = "\n".join(f"    {x!r}" for x in lines)
-            raise Mismatch(
-                conv.context(
-                    f"{t.path.name}:{item.lineno}: server lines do not match\n"
-                    f"  expected {describe(item)}\n  got\n{got}\n  unmatched {lines[li]!r}"
-                )
+    while len(lines) < len(patterns):
+        line = conv.read()
+        lines.append(line)
+        fits.append([p.fullmatch(_text(line)) for p in patterns])
+        if not place(len(lines) - 1, set()):
+            lines.pop()
+            fits.pop()
+            conv.unread(line)
+            break
+    missing = [g for pi, g in enumerate(item.group) if pi not in assignment and not g.optional]
+    if missing:
+        got = "\n".join(f"    {x!r}" for x in lines)
+        raise Mismatch(
+            conv.context(
+                f"{t.path.name}:{item.lineno}: server lines do not match\n"
+                f"  expected {describe(item)}\n  got\n{got}\n"
+                f"  missing {'; '.join(describe(g) for g in missing)}"
             )
+        )
     for pi, li in assignment.items():
         m = fits[li][pi]
         assert m is not None
