@@ -692,6 +692,7 @@ def _match_any_order(t: Transcript, item: Expect, conv: Conversation, env: dict[
                 return True
         return False
 
+    stopped_at = None
     while len(lines) < len(patterns):
         line = conv.read()
         lines.append(line)
@@ -700,6 +701,7 @@ def _match_any_order(t: Transcript, item: Expect, conv: Conversation, env: dict[
             lines.pop()
             fits.pop()
             conv.unread(line)
+            stopped_at = line
             break
     missing = [g for pi, g in enumerate(item.group) if pi not in assignment and not g.optional]
     if missing:
@@ -707,8 +709,9 @@ def _match_any_order(t: Transcript, item: Expect, conv: Conversation, env: dict[
         raise Mismatch(
             conv.context(
                 f"{t.path.name}:{item.lineno}: server lines do not match\n"
-                f"  expected {describe(item)}\n  got\n{got}\n"
-                f"  missing {'; '.join(describe(g) for g in missing)}"
+                f"  expected {describe(item)}\n  matched\n{got}\n"
+                f"  then     {stopped_at!r}, which fits no remaining line\n"
+                f"  missing  {'; '.join(describe(g) for g in missing)}"
             )
         )
     for pi, li in assignment.items():
