@@ -61,7 +61,6 @@ import base64
 import datetime
 import re
 import shlex
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -610,7 +609,7 @@ class Conversation:
             return self.pushback.pop()
         try:
             line = self.client.readline()  # type: ignore[attr-defined]
-        except (TimeoutError, socket.timeout) as exc:
+        except TimeoutError as exc:
             raise Mismatch(self.context("timed out waiting for a server line")) from exc
         except EOFError as exc:
             raise Mismatch(self.context(f"connection closed (unread {exc.args[0]!r})")) from exc

@@ -197,8 +197,10 @@ async def list_(ctx: Context, cmd: c.List) -> Result:
         box = boxes.get(name)
         attrs: list[str] = []
         extra = b""
-        if "SUBSCRIBED" in select and name not in subs:
-            # only here through RECURSIVEMATCH: a parent of a subscribed mailbox
+        if {"SUBSCRIBED", "RECURSIVEMATCH"} <= select and any(
+            s.startswith(name + "/") for s in subs
+        ):
+            # RFC 5258 §3.5: a child matches the selection criteria (its Example 9)
             extra = b' ("CHILDINFO" ("SUBSCRIBED"))'
         if box is None:
             attrs.append("\\NonExistent")

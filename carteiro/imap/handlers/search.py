@@ -67,7 +67,8 @@ async def search(ctx: Context, cmd: c.Search) -> Result:
 
     if opts is not None and "SAVE" in opts:
         saved = [uid for _, uid, _ in hits]
-        if saved and ("MIN" in opts or "MAX" in opts) and "ALL" not in opts:
+        # RFC 5182 §2.1: MIN/MAX alone narrow what is saved; with ALL or COUNT, all is
+        if saved and ("MIN" in opts or "MAX" in opts) and not {"ALL", "COUNT"} & set(opts):
             picked = []
             if "MIN" in opts:
                 picked.append(saved[0])

@@ -39,7 +39,12 @@ async def select(ctx: Context, cmd: c.Select) -> Result:
     # The order matters: the snapshot's modseq must not be newer than the UID list.
     status = await ctx.store.mailbox_status(box.id)
     uids = await ctx.store.uids(box.id)
-    first_recent = None if cmd.readonly else await ctx.store.claim_recent(box.id)
+    if cmd.readonly:
+        # EXAMINE shows \Recent but must not take it away (RFC 3501 §6.3.2): the
+        # unclaimed recent messages are the last status.recent UIDs (UID >= marker)
+        first_recent = uids[-status.recent] if 0 < status.recent <= len(uids) else None
+    else:
+        first_recent = await ctx.store.claim_recent(box.id)
     sel = SelectedMailbox(
         box,
         uids,
