@@ -7,7 +7,7 @@ import re
 from functools import cache
 from pathlib import Path
 
-SAMPLE = Path("/work/shared/data/sample-100.mbox")
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample-100.mbox"
 
 Value = None | int | bytes | list["Value"]
 
