@@ -9,6 +9,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 # ``None`` in a range stands for ``*``.
 Bound = int | None
@@ -26,27 +27,14 @@ class SequenceSet:
         ``star`` is the largest number in use (message count or highest UID); with an
         empty mailbox it is 0 and ``*`` matches nothing.
         """
-        out: list[tuple[int, int]] = []
-        for a, b in self.ranges:
-            lo = star if a is None else a
-            hi = star if b is None else b
-            if lo > hi:
-                lo, hi = hi, lo
-            if hi <= 0:
-                continue
-            out.append((max(lo, 1), hi))
-        out.sort()
-        merged: list[tuple[int, int]] = []
-        for lo, hi in out:
-            if merged and lo <= merged[-1][1] + 1:
-                if hi > merged[-1][1]:
-                    merged[-1] = (merged[-1][0], hi)
-            else:
-                merged.append((lo, hi))
-        return merged
+        return list(_resolve(self.ranges, star))
 
     def contains(self, n: int, star: int) -> bool:
-        return any(lo <= n <= hi for lo, hi in self.resolve(star))
+        """Membership; SEARCH asks this once per message, so the resolved ranges are
+        memoised and searched by bisection."""
+        ranges = _resolve(self.ranges, star)
+        i = bisect_right(ranges, (n, _INF)) - 1
+        return i >= 0 and ranges[i][0] <= n <= ranges[i][1]
 
     def select_from(self, sorted_values: Sequence[int], star: int) -> Iterator[int]:
         """Members of ``sorted_values`` (ascending) inside the set, in ascending order.
@@ -54,14 +42,14 @@ class SequenceSet:
         Used with the list of UIDs of a mailbox: cost is O(ranges·log n + matches),
         so ``1:*`` over 100,000 UIDs does not build a 100,000-element set first.
         """
-        for lo, hi in self.resolve(star):
+        for lo, hi in _resolve(self.ranges, star):
             i = bisect_left(sorted_values, lo)
             j = bisect_right(sorted_values, hi)
             yield from sorted_values[i:j]
 
     def indices_in(self, sorted_values: Sequence[int], star: int) -> Iterator[int]:
         """Indices (0-based) of the members of ``sorted_values`` inside the set."""
-        for lo, hi in self.resolve(star):
+        for lo, hi in _resolve(self.ranges, star):
             yield from range(bisect_left(sorted_values, lo), bisect_right(sorted_values, hi))
 
     def __str__(self) -> str:
@@ -72,6 +60,31 @@ class SequenceSet:
             return "*" if x is None else str(x)
 
         return ",".join(b(a) if a == b_ else f"{b(a)}:{b(b_)}" for a, b_ in self.ranges)
+
+
+_INF = float("inf")
+
+
+@lru_cache(maxsize=64)
+def _resolve(ranges: tuple[tuple[Bound, Bound], ...], star: int) -> tuple[tuple[int, int], ...]:
+    out: list[tuple[int, int]] = []
+    for a, b in ranges:
+        lo = star if a is None else a
+        hi = star if b is None else b
+        if lo > hi:
+            lo, hi = hi, lo
+        if hi <= 0:
+            continue
+        out.append((max(lo, 1), hi))
+    out.sort()
+    merged: list[tuple[int, int]] = []
+    for lo, hi in out:
+        if merged and lo <= merged[-1][1] + 1:
+            if hi > merged[-1][1]:
+                merged[-1] = (merged[-1][0], hi)
+        else:
+            merged.append((lo, hi))
+    return tuple(merged)
 
 
 def from_numbers(numbers: Sequence[int]) -> SequenceSet:
