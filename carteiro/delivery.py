@@ -3,14 +3,36 @@ later, by SMTP/LMTP."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from collections.abc import Iterable
 
-from carteiro.imap.handlers.append import message_meta
+from carteiro.message.meta import analyse
+from carteiro.message.thread_keys import thread_keys
 from carteiro.store.errors import NotFound
 from carteiro.store.interface import NewMessage, Store
 
+#: messages above this are analysed in a worker thread so the loop stays responsive
+BIG_MESSAGE = 32 * 1024
+
 _SYSTEM = {f.lower(): f for f in ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")}
+
+
+def _intake(data: bytes) -> tuple[bytes, tuple[str, ...]]:
+    meta = analyse(data)
+    return meta.to_bytes(), thread_keys(data, meta)
+
+
+async def new_message(
+    data: bytes, flags: frozenset[str], internal_date: datetime.datetime
+) -> NewMessage:
+    """Everything computed once per message before it is stored: metadata (ENVELOPE,
+    BODYSTRUCTURE, part offsets) and thread keys. Shared by APPEND and delivery."""
+    if len(data) > BIG_MESSAGE:
+        meta, keys = await asyncio.to_thread(_intake, data)
+    else:
+        meta, keys = _intake(data)
+    return NewMessage(data, meta, flags, internal_date, keys)
 
 
 def canonical_flags(flags: Iterable[str]) -> frozenset[str]:
@@ -36,8 +58,6 @@ async def deliver(
     if box is None:
         raise NotFound(f"no mailbox {mailbox}")
     when = internal_date or datetime.datetime.now(datetime.UTC).astimezone()
-    msg = NewMessage(
-        raw, await message_meta(raw), canonical_flags(flags), when.replace(microsecond=0)
-    )
+    msg = await new_message(raw, canonical_flags(flags), when.replace(microsecond=0))
     result = await store.append(box.id, [msg])
     return result.dest_uids[0]

@@ -23,6 +23,13 @@ _AFTER_AUTH = (
     "STATUS=SIZE",
     "CONDSTORE",
     "QRESYNC",
+    "COMPRESS=DEFLATE",
+    "UNAUTHENTICATE",
+    "CREATE-SPECIAL-USE",
+    "WITHIN",
+    "SAVEDATE",
+    "OBJECTID",
+    "PREVIEW",
 )
 
 

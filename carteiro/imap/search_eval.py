@@ -14,7 +14,7 @@ from carteiro.imap.protocol import search_keys as k
 from carteiro.imap.selected import SelectedMailbox
 from carteiro.message.meta import MessageMeta
 from carteiro.message.search import body_text, header_text, header_values
-from carteiro.store.interface import MessageRecord
+from carteiro.store.interface import MessageRecord, ObjectInfo
 
 Tri = bool | None
 
@@ -67,10 +67,26 @@ def evaluate(
     msn: int,
     sel: SelectedMailbox,
     content: Content | None,
+    info: ObjectInfo | None = None,
+    now: float = 0.0,
 ) -> Tri:
-    """True/False, or None when ``content`` is needed but not given."""
+    """True/False, or None when ``content`` is needed but not given. ``info`` must be
+    given for the keys :func:`needs_info` names; ``now`` (epoch seconds) for WITHIN."""
     if isinstance(key, k.All):
         return True
+    if isinstance(key, k.WithinKey):
+        age = now - rec.internal_date.timestamp()
+        return age > key.seconds if key.older else age <= key.seconds
+    if isinstance(key, k.ObjectIdKey):
+        if info is None:
+            return False
+        return (info.email_id if key.kind == "EMAILID" else info.thread_id) == key.value
+    if isinstance(key, k.SaveDateKey):
+        if key.op is None or key.date is None:
+            return True  # SAVEDATESUPPORTED: every mailbox here keeps save dates
+        saved = info.save_date if info is not None else None
+        day = saved.astimezone().date() if saved is not None else rec.internal_date.date()
+        return _date_cmp(key.op, day, key.date)
     if isinstance(key, k.FlagKey):
         if key.flag == "\\Recent":
             has = rec.uid in sel.recent
@@ -111,26 +127,39 @@ def evaluate(
             return True
         return key.where == "TEXT" and needle in content.header()
     if isinstance(key, k.Not):
-        inner = evaluate(key.key, rec, msn, sel, content)
+        inner = evaluate(key.key, rec, msn, sel, content, info, now)
         return None if inner is None else not inner
     if isinstance(key, k.Or):
-        left = evaluate(key.left, rec, msn, sel, content)
+        left = evaluate(key.left, rec, msn, sel, content, info, now)
         if left is True:
             return True
-        right = evaluate(key.right, rec, msn, sel, content)
+        right = evaluate(key.right, rec, msn, sel, content, info, now)
         if right is True:
             return True
         return None if left is None or right is None else False
     if isinstance(key, k.And):
         unknown = False
         for sub in key.keys:
-            r = evaluate(sub, rec, msn, sel, content)
+            r = evaluate(sub, rec, msn, sel, content, info, now)
             if r is False:
                 return False
             if r is None:
                 unknown = True
         return None if unknown else True
     raise TypeError(f"unknown search key {key!r}")
+
+
+def needs_info(key: k.SearchKey) -> bool:
+    """Whether the key needs :class:`ObjectInfo` (EMAILID/THREADID, SAVED* dates)."""
+    if isinstance(key, (k.ObjectIdKey, k.SaveDateKey)):
+        return True
+    if isinstance(key, k.Not):
+        return needs_info(key.key)
+    if isinstance(key, k.Or):
+        return needs_info(key.left) or needs_info(key.right)
+    if isinstance(key, k.And):
+        return any(needs_info(x) for x in key.keys)
+    return False
 
 
 def uses_modseq(key: k.SearchKey) -> bool:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import zlib
 from collections.abc import Callable
 
 from carteiro.imap import handlers  # noqa: F401  (registers every command)
@@ -40,6 +41,9 @@ from carteiro.store.interface import Changes, Store
 
 log = logging.getLogger("carteiro.imap")
 
+#: inflated bytes handed to the receiver at a time (COMPRESS=DEFLATE)
+_INFLATE_CHUNK = 256 * 1024
+
 
 class _Closed(Exception):
     """The peer went away or the session must end now."""
@@ -65,6 +69,9 @@ class ImapConnection:
         self.closing = False
         self._note_tick = 0
         self._shutdown = asyncio.Event()
+        # zlib streams once COMPRESS is on (typeshed names their classes privately)
+        self._deflate: zlib._Compress | None = None
+        self._inflate: zlib._Decompress | None = None
 
     def begin_shutdown(self) -> None:
         """End the session at the next command boundary; wakes a session in IDLE."""
@@ -77,10 +84,40 @@ class ImapConnection:
 
     async def flush(self) -> None:
         if self._out:
-            data = b"".join(self._out)
+            self.stream.write(self._encode(b"".join(self._out)))
             self._out.clear()
-            self.stream.write(data)
         await self.stream.drain()
+
+    def _encode(self, data: bytes) -> bytes:
+        if self._deflate is None:
+            return data
+        # SYNC_FLUSH after every write: the client can decode each response at once
+        return self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
+
+    def _feed(self, data: bytes) -> None:
+        """Bytes from the network into the receiver, inflated when COMPRESS is on. A
+        small input may inflate hugely: it goes in bounded pieces, so the receiver's
+        line and literal limits apply before memory does."""
+        if self._inflate is None:
+            self.receiver.receive_data(data)
+            return
+        try:
+            out = self._inflate.decompress(data, _INFLATE_CHUNK)
+            self.receiver.receive_data(out)
+            while self._inflate.unconsumed_tail:
+                out = self._inflate.decompress(self._inflate.unconsumed_tail, _INFLATE_CHUNK)
+                self.receiver.receive_data(out)
+        except zlib.error:
+            self.send(b"* BYE Corrupt compressed data\r\n")
+            raise _Closed from None
+
+    @property
+    def compressing(self) -> bool:
+        return self._deflate is not None
+
+    def start_compression(self) -> None:
+        self._deflate = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+        self._inflate = zlib.decompressobj(-15)
 
     async def start_tls(self) -> None:
         assert self.server.config.tls_context is not None
@@ -131,7 +168,7 @@ class ImapConnection:
         if read.done() and not read.cancelled():
             data = read.result()
             if data:
-                self.receiver.receive_data(data)
+                self._feed(data)
             return "input"
         if stopping in done:
             return "shutdown"
@@ -194,7 +231,7 @@ class ImapConnection:
                 raise _Closed from None
             if not data:
                 raise _Closed
-            self.receiver.receive_data(data)
+            self._feed(data)
 
     async def run(self) -> None:
         cfg = self.server.config
@@ -222,7 +259,7 @@ class ImapConnection:
         except asyncio.CancelledError:
             # shutdown grace period over: still say goodbye
             self.send(b"* BYE Server shutting down\r\n")
-            self.stream.write(b"".join(self._out))
+            self.stream.write(self._encode(b"".join(self._out)))
             self._out.clear()
             self.stream.close()
             raise
@@ -286,6 +323,9 @@ class ImapConnection:
             self._unsubscribe = self.server.store.subscribe(
                 session.account.id, self._on_store_change
             )
+        elif session.account is None and self._unsubscribe is not None:  # UNAUTHENTICATE
+            self._unsubscribe()
+            self._unsubscribe = None
         if result.silent:
             return
         if session.selected is not None and session.state is State.SELECTED:

@@ -2,11 +2,18 @@
 
 Stored form (``MessageMeta.to_bytes``)::
 
-    b"CMM1" + 5 x uint32 LE lengths + envelope + body + bodystructure + sent_date + tree
+    b"CMM2" + 6 x uint32 LE lengths
+            + envelope + body + bodystructure + sent_date + preview + tree
 
-``sent_date`` is ``YYYY-MM-DD`` or empty; ``tree`` is compact JSON (decoded only when
+``sent_date`` is ``YYYY-MM-DD`` or empty; ``preview`` is the RFC 8970 preview in UTF-8
+(see :mod:`carteiro.message.preview`); ``tree`` is compact JSON (decoded only when
 ``MessageMeta.tree`` is first used). The three FETCH items are plain slices, so loading
 one costs a struct unpack; :func:`stored_segment` reads one without building an object.
+
+The previous form, ``b"CMM1" + 5 x uint32 LE lengths`` and the same segments without
+``preview``, is still read: such metadata has ``preview`` None (the preview is computed
+from the message when asked for, :meth:`MessageMeta.preview_text`) and is written back
+unchanged in that form.
 """
 
 from __future__ import annotations
@@ -21,10 +28,15 @@ from carteiro.message.bodystructure import structures
 from carteiro.message.envelope import envelope
 from carteiro.message.headers import first_value, parse_fields
 from carteiro.message.parse import Part, parse_message
+from carteiro.message.preview import preview as compute_preview
 
-MAGIC = b"CMM1"
-_LENGTHS = struct.Struct("<5I")
+MAGIC = b"CMM2"
+MAGIC_V1 = b"CMM1"
+"""Metadata written before previews were stored (no ``preview`` segment)."""
+_LENGTHS = struct.Struct("<6I")
+_LENGTHS_V1 = struct.Struct("<5I")
 _HEAD = len(MAGIC) + _LENGTHS.size
+_HEAD_V1 = len(MAGIC_V1) + _LENGTHS_V1.size
 
 ENVELOPE, BODY, BODYSTRUCTURE = 0, 1, 2
 
@@ -73,10 +85,21 @@ def _tree_from_json(d: list[Any]) -> Part:
 
 
 class MessageMeta:
-    """ENVELOPE, BODY, BODYSTRUCTURE (serialised IMAP bytes), the part tree and the
-    sent date of one message."""
+    """ENVELOPE, BODY, BODYSTRUCTURE (serialised IMAP bytes), the part tree, the sent
+    date and the RFC 8970 preview of one message.
 
-    __slots__ = ("envelope", "body", "bodystructure", "sent_date", "_tree", "_tree_json")
+    ``preview`` is None when it is not known: metadata stored before previews were
+    computed. :meth:`preview_text` then computes it from the message."""
+
+    __slots__ = (
+        "envelope",
+        "body",
+        "bodystructure",
+        "sent_date",
+        "preview",
+        "_tree",
+        "_tree_json",
+    )
 
     def __init__(
         self,
@@ -87,6 +110,7 @@ class MessageMeta:
         tree: Part | None = None,
         *,
         tree_json: bytes | None = None,
+        preview: str | None = None,
     ) -> None:
         if tree is None and tree_json is None:
             raise ValueError("MessageMeta needs a tree")
@@ -94,6 +118,7 @@ class MessageMeta:
         self.body = body
         self.bodystructure = bodystructure
         self.sent_date = sent_date
+        self.preview = preview
         self._tree = tree
         self._tree_json = tree_json
 
@@ -105,21 +130,40 @@ class MessageMeta:
             self._tree = _tree_from_json(json.loads(self._tree_json))
         return self._tree
 
+    def preview_text(self, raw: bytes) -> str:
+        """The RFC 8970 preview: the stored one, or computed from ``raw`` (the message
+        this metadata describes) when it was stored before previews were."""
+        if self.preview is not None:
+            return self.preview
+        return compute_preview(raw, self.tree)
+
     def to_bytes(self) -> bytes:
+        """The stored form; metadata without a preview keeps the previous form."""
         tree_json = self._tree_json
         if tree_json is None:
             tree_json = json.dumps(_tree_to_json(self.tree), separators=(",", ":")).encode()
         date = b"" if self.sent_date is None else self.sent_date.isoformat().encode()
-        segs = (self.envelope, self.body, self.bodystructure, date, tree_json)
+        if self.preview is None:
+            segs: tuple[bytes, ...] = (
+                self.envelope,
+                self.body,
+                self.bodystructure,
+                date,
+                tree_json,
+            )
+            return MAGIC_V1 + _LENGTHS_V1.pack(*(len(s) for s in segs)) + b"".join(segs)
+        text = self.preview.encode("utf-8", "replace")
+        segs = (self.envelope, self.body, self.bodystructure, date, text, tree_json)
         return MAGIC + _LENGTHS.pack(*(len(s) for s in segs)) + b"".join(segs)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> MessageMeta:
-        """Load a stored form; raises ValueError if it is not one."""
+        """Load a stored form (current or previous); raises ValueError if it is not one."""
         lens = _lengths(data)
-        if _HEAD + sum(lens) != len(data):
+        head = _head(data)
+        if head + sum(lens) != len(data):
             raise ValueError("truncated message metadata")
-        a = _HEAD + lens[0]
+        a = head + lens[0]
         b = a + lens[1]
         c = b + lens[2]
         d = c + lens[3]
@@ -128,7 +172,15 @@ class MessageMeta:
             sent = datetime.date.fromisoformat(date.decode()) if date else None
         except (ValueError, UnicodeDecodeError) as exc:
             raise ValueError("bad sent date in message metadata") from exc
-        return cls(data[_HEAD:a], data[a:b], data[b:c], sent, tree_json=data[d:])
+        text: str | None = None
+        if len(lens) == 6:
+            e = d + lens[4]
+            try:
+                text = data[d:e].decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValueError("bad preview in message metadata") from exc
+            d = e
+        return cls(data[head:a], data[a:b], data[b:c], sent, tree_json=data[d:], preview=text)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, MessageMeta):
@@ -138,6 +190,7 @@ class MessageMeta:
             and self.body == other.body
             and self.bodystructure == other.bodystructure
             and self.sent_date == other.sent_date
+            and self.preview == other.preview
             and self.tree == other.tree
         )
 
@@ -147,10 +200,16 @@ class MessageMeta:
         return f"MessageMeta(envelope={self.envelope!r}, sent_date={self.sent_date!r})"
 
 
+def _head(data: bytes) -> int:
+    return _HEAD if data.startswith(MAGIC) else _HEAD_V1
+
+
 def _lengths(data: bytes) -> tuple[int, ...]:
-    if len(data) < _HEAD or not data.startswith(MAGIC):
-        raise ValueError("not message metadata")
-    return _LENGTHS.unpack_from(data, len(MAGIC))
+    if data.startswith(MAGIC) and len(data) >= _HEAD:
+        return _LENGTHS.unpack_from(data, len(MAGIC))
+    if data.startswith(MAGIC_V1) and len(data) >= _HEAD_V1:
+        return _LENGTHS_V1.unpack_from(data, len(MAGIC_V1))
+    raise ValueError("not message metadata")
 
 
 def stored_segment(data: bytes, which: int) -> bytes:
@@ -158,8 +217,18 @@ def stored_segment(data: bytes, which: int) -> bytes:
     if which not in (ENVELOPE, BODY, BODYSTRUCTURE):
         raise ValueError("unknown segment")
     lens = _lengths(data)
-    start = _HEAD + sum(lens[:which])
+    start = _head(data) + sum(lens[:which])
     return data[start : start + lens[which]]
+
+
+def stored_preview(data: bytes) -> str | None:
+    """The preview straight from the stored form; None for the previous form (no
+    preview stored: compute it with :func:`carteiro.message.preview.preview`)."""
+    lens = _lengths(data)
+    if len(lens) != 6:
+        return None
+    start = _HEAD + sum(lens[:4])
+    return data[start : start + lens[4]].decode("utf-8", "replace")
 
 
 def analyse(raw: bytes) -> MessageMeta:
@@ -173,4 +242,5 @@ def analyse(raw: bytes) -> MessageMeta:
         bodystructure,
         sent_date_of(first_value(fields, "date")),
         root,
+        preview=compute_preview(raw, root),
     )

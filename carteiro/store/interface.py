@@ -80,6 +80,18 @@ class NewMessage:
     meta: bytes  # opaque, from carteiro.message (envelope, structure, part offsets)
     flags: frozenset[str]
     internal_date: datetime.datetime
+    #: RFC 8474 threading: the message's own Message-ID first, then the ids it refers to
+    #: (In-Reply-To, References); messages sharing any id share a THREADID
+    thread_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What only RFC 8474/8514 FETCH and SEARCH need, kept off the hot record path."""
+
+    email_id: str  # stable for the same content, across COPY/MOVE
+    thread_id: str
+    save_date: datetime.datetime | None  # None for mail stored before save dates
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +233,9 @@ class Store(Protocol):
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
         """UIDs expunged with a modseq above ``modseq``, ascending (RFC 7162 VANISHED
         (EARLIER)); cheaper than :meth:`changes_since` when flags are not needed. NotFound."""
+
+    async def object_info(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, ObjectInfo]:
+        """EMAILID, THREADID and save date of the given messages (missing ones absent)."""
 
     async def claim_recent(self, mailbox_id: int) -> int:
         """Returns the first UID that is \\Recent for the calling session and moves the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -134,6 +136,26 @@ TOKENS = [
     b'"/flags/\\\\seen" all ',
     b"HIGHESTMODSEQ",
     b"9223372036854775808",
+    # RFC 5032, 8514, 8474, 8970, 8437, 4978, 9208
+    b"OLDER ",
+    b"YOUNGER ",
+    b"SAVEDSINCE ",
+    b"SAVEDATESUPPORTED",
+    b"EMAILID ",
+    b"THREADID ",
+    b"M6d99ac3275bb4e",
+    b"SAVEDATE",
+    b"PREVIEW",
+    b"PREVIEW (LAZY)",
+    b"(LAZY",
+    b"MAILBOXID",
+    b"DELETED-STORAGE",
+    b"UNAUTHENTICATE",
+    b"COMPRESS DEFLATE",
+    b"GETQUOTA ",
+    b"GETQUOTAROOT ",
+    b"SETQUOTA ",
+    b"(STORAGE 512 MESSAGE 0)",
 ]
 token_soup = st.lists(st.sampled_from(TOKENS), max_size=60).map(b"".join)
 
@@ -150,7 +172,22 @@ section = st.sampled_from(
 )
 fetch_att = st.one_of(
     st.sampled_from(
-        [b"FLAGS", b"UID", b"RFC822.SIZE", b"ENVELOPE", b"BODYSTRUCTURE", b"ALL", b"MODSEQ"]
+        [
+            b"FLAGS",
+            b"UID",
+            b"RFC822.SIZE",
+            b"ENVELOPE",
+            b"BODYSTRUCTURE",
+            b"ALL",
+            b"MODSEQ",
+            b"SAVEDATE",
+            b"EMAILID",
+            b"THREADID",
+            b"PREVIEW",
+            b"PREVIEW (LAZY)",
+            b"PREVIEW (LAZY FUZZY)",
+            b"PREVIEW ()",
+        ]
     ),
     st.tuples(st.sampled_from([b"BODY", b"BODY.PEEK", b"BINARY", b"BINARY.SIZE"]), section).map(
         lambda t: t[0] + b"[" + t[1] + b"]"
@@ -173,9 +210,32 @@ fetch_mods = st.sampled_from(
 qresync_args = st.sampled_from(
     [b"1 2", b"67890007 20050715194045000 41,43:211", b"1 2 1:5 (1,3 2,9)", b"1 2 (1:3 4)", b"0 1"]
 )
+number_text = st.sampled_from(
+    [b"0", b"1", b"007", b"3600", b"4294967295", b"4294967296", b"9223372036854775808", b"x"]
+)
+object_id = st.one_of(
+    st.sampled_from([b"M6d99ac3275bb4e", b"a_b-C", b'"T1"', b"a.b", b'""', b"x" * 256]),
+    st.from_regex(rb"[A-Za-z0-9_-]{1,255}", fullmatch=True),
+)
+date_text = st.sampled_from([b"1-Feb-2024", b'"01-feb-2024"', b"31-Feb-2024", b"2024-02-01"])
 search_key = st.recursive(
     st.one_of(
-        st.sampled_from([b"ALL", b"SEEN", b"NEW", b"OLD", b"UNDRAFT", b"BEFORE 1-Feb-2024"]),
+        st.sampled_from(
+            [
+                b"ALL",
+                b"SEEN",
+                b"NEW",
+                b"OLD",
+                b"UNDRAFT",
+                b"BEFORE 1-Feb-2024",
+                b"SAVEDATESUPPORTED",
+            ]
+        ),
+        st.tuples(st.sampled_from([b"OLDER ", b"YOUNGER "]), number_text).map(b"".join),
+        st.tuples(st.sampled_from([b"SAVEDBEFORE ", b"SAVEDON ", b"SAVEDSINCE "]), date_text).map(
+            b"".join
+        ),
+        st.tuples(st.sampled_from([b"EMAILID ", b"THREADID "]), object_id).map(b"".join),
         st.tuples(modseq_entry, modseq_text).map(lambda t: b"MODSEQ " + t[0] + t[1]),
         astr.map(lambda a: b"SUBJECT " + a),
         seq_text.map(lambda q: b"UID " + q),
@@ -209,6 +269,18 @@ command = st.one_of(
     astr.map(lambda a: b'LIST (SUBSCRIBED) "" (' + a + b") RETURN (STATUS (MESSAGES))"),
     astr.map(lambda a: b"SELECT " + a + b" (QRESYNC (1 2 1:3))"),
     astr.map(lambda a: b"CREATE " + a + b" (USE (\\Sent))"),
+    # RFC 8474 / 7889 / 9208 STATUS items, RFC 8437, RFC 4978, RFC 9208 QUOTA
+    astr.map(lambda a: b"STATUS " + a + b" (MAILBOXID APPENDLIMIT DELETED-STORAGE)"),
+    st.sampled_from([b"UNAUTHENTICATE", b"COMPRESS DEFLATE", b"COMPRESS x-zstd"]),
+    astr.map(lambda a: b"GETQUOTA " + a),
+    astr.map(lambda a: b"GETQUOTAROOT " + a),
+    st.tuples(
+        astr,
+        st.lists(
+            st.tuples(st.sampled_from([b"STORAGE", b"message", b"X-FOO", b"5"]), number_text),
+            max_size=3,
+        ),
+    ).map(lambda t: b"SETQUOTA " + t[0] + b" (" + b" ".join(r + b" " + n for r, n in t[1]) + b")"),
 )
 
 
@@ -349,3 +421,56 @@ def test_qresync_round_trip(
         return
     assert isinstance(ev, CommandReceived) and isinstance(ev.command, c.Select)
     assert ev.command.qresync == c.QresyncParams(uidvalidity, modseq, known, seq_match)
+
+
+# --- RFC 5032 / 8514 / 8474 / 9208 values round-trip -------------------------------------
+
+
+@given(st.integers(0, 2**33), st.booleans())
+def test_within_values_round_trip(n: int, older: bool) -> None:
+    ev = parse_one(b"t SEARCH %s %d" % (b"OLDER" if older else b"YOUNGER", n))
+    if 1 <= n <= 2**32 - 1:
+        assert isinstance(ev, CommandReceived) and isinstance(ev.command, c.Search)
+        assert ev.command.key == k.WithinKey(older, n)
+    else:
+        assert isinstance(ev, CommandError) and ev.status == "BAD"
+
+
+@given(st.dates(datetime.date(1000, 1, 1)), st.sampled_from(["BEFORE", "ON", "SINCE"]))
+def test_savedate_values_round_trip(date: datetime.date, op: str) -> None:
+    text = f"{date.day}-{date.strftime('%b')}-{date.year:04d}".encode()
+    ev = parse_one(b"t UID SEARCH SAVED" + op.encode() + b" " + text)
+    assert isinstance(ev, CommandReceived) and isinstance(ev.command, c.Search)
+    assert ev.command.key == k.SaveDateKey(op, date)  # type: ignore[arg-type]
+
+
+@given(st.text(alphabet="abcXYZ019_-.+ ", min_size=0, max_size=260), st.booleans())
+def test_object_id_values_round_trip(value: str, quoted: bool) -> None:
+    # unquoted, a space would end the id and start another search key
+    quoted = quoted or " " in value
+    arg = wire.string(value, utf8=False) if quoted else value.encode()
+    ev = parse_one(b"t SEARCH THREADID " + arg)
+    valid = 1 <= len(value) <= 255 and all(ch not in ".+ " for ch in value)
+    if valid:
+        assert isinstance(ev, CommandReceived) and isinstance(ev.command, c.Search)
+        assert ev.command.key == k.ObjectIdKey("THREADID", value)
+    else:
+        assert isinstance(ev, CommandError) and ev.status == "BAD"
+
+
+resource_names = st.from_regex(rb"[A-Za-z][A-Za-z0-9-]{0,15}", fullmatch=True)
+
+
+@given(nul_free_text, st.lists(st.tuples(resource_names, modseq_ints), max_size=5))
+def test_setquota_round_trip(root: str, limits: list[tuple[bytes, int]]) -> None:
+    body = b" ".join(b"%s %d" % (name, n) for name, n in limits)
+    line = b"t SETQUOTA " + wire.astring(root, utf8=True) + b" (" + body + b")"
+    events = run([line + b"\r\n"], limits=Limits(), utf8=True)
+    assert all(isinstance(e, NeedContinuation) for e in events[:-1])
+    ev = events[-1]
+    names = [name.decode().upper() for name, _ in limits]
+    if any(n > MAX63 for _, n in limits) or len(set(names)) != len(names):
+        assert isinstance(ev, CommandError) and ev.status == "BAD"
+    else:
+        expected = tuple(zip(names, (n for _, n in limits), strict=True))
+        assert ev == CommandReceived(c.SetQuota("t", root, expected))

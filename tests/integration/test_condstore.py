@@ -8,8 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from carteiro.imap.handlers.append import message_meta
-from carteiro.store.interface import NewMessage
+from carteiro.delivery import new_message
 from tests.integration.harness import RawClient, ServerThread
 from tests.integration.mbox import simple
 
@@ -128,8 +127,9 @@ def _populate(server: ServerThread, user: str, count: int) -> None:
         box = await server.store.get_mailbox(account.id, "INBOX")
         assert box is not None
         raw = simple("bulk", body="x" * 200 + "\r\n")
-        meta = await message_meta(raw)
-        one = NewMessage(raw, meta, frozenset(), __import__("datetime").datetime.now().astimezone())
+        one = await new_message(
+            raw, frozenset(), __import__("datetime").datetime.now().astimezone()
+        )
         for _ in range(count // 1000):
             await server.store.append(box.id, [one] * 1000)
 

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 
+from carteiro.delivery import new_message
 from carteiro.imap.handlers.base import AUTH, Context, Result, command, no, ok
 from carteiro.imap.handlers.mailboxes import account_id, name_arg
 from carteiro.imap.protocol import commands as c
 from carteiro.imap.protocol.sequence_set import ordered_uid_set
-from carteiro.message.meta import analyse
 from carteiro.store.errors import NotFound
 from carteiro.store.interface import MailboxInfo, NewMessage
-
-#: messages above this are analysed in a worker thread so the loop stays responsive
-BIG_MESSAGE = 32 * 1024
-
-
-async def message_meta(data: bytes) -> bytes:
-    if len(data) > BIG_MESSAGE:
-        meta = await asyncio.to_thread(analyse, data)
-    else:
-        meta = analyse(data)
-    return meta.to_bytes()
 
 
 def now() -> datetime.datetime:
@@ -56,14 +44,7 @@ async def append(ctx: Context, cmd: c.Append) -> Result:
             return no("Cannot store an empty message", "CANNOT")
         if len(m.data) > ctx.config.max_literal:
             return no("Message is larger than APPENDLIMIT", "TOOBIG")
-        new.append(
-            NewMessage(
-                data=m.data,
-                meta=await message_meta(m.data),
-                flags=frozenset(m.flags),
-                internal_date=m.internal_date or now(),
-            )
-        )
+        new.append(await new_message(m.data, frozenset(m.flags), m.internal_date or now()))
     try:
         res = await ctx.store.append(box.id, new)
     except NotFound:  # deleted since it was cached

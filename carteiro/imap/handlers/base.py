@@ -37,6 +37,11 @@ class Connection(Protocol):
         """Sends pending EXISTS/EXPUNGE/FETCH updates of the selected mailbox."""
 
     async def start_tls(self) -> None: ...
+    def start_compression(self) -> None:
+        """RFC 4978 DEFLATE from the next byte on, both ways."""
+
+    @property
+    def compressing(self) -> bool: ...
 
 
 @dataclass

@@ -31,12 +31,14 @@ from carteiro.imap.protocol.fetch_attrs import (
     sets_seen,
 )
 from carteiro.imap.protocol.sequence_set import from_numbers
-from carteiro.imap.protocol.wire import literal
+from carteiro.imap.protocol.wire import literal, string
 from carteiro.message.meta import MessageMeta
 from carteiro.message.sections import UnknownEncoding, binary_bytes, section_bytes
-from carteiro.store.interface import MessageRecord
+from carteiro.store.interface import MessageRecord, ObjectInfo
 
 CHUNK = 500
+#: items answered from the store's object info (RFC 8474, RFC 8514)
+_OBJECT_ITEMS = (Simple.SAVEDATE, Simple.EMAILID, Simple.THREADID)
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -55,7 +57,7 @@ def _needs(attrs: tuple[FetchAttr, ...]) -> tuple[bool, bool]:
     """(needs metadata, needs the raw message)."""
     meta = raw = False
     for a in attrs:
-        if a in (Simple.ENVELOPE, Simple.BODY, Simple.BODYSTRUCTURE):
+        if a in (Simple.ENVELOPE, Simple.BODY, Simple.BODYSTRUCTURE, Simple.PREVIEW):
             meta = True
         elif a is Simple.RFC822:
             raw = True
@@ -110,6 +112,8 @@ def render(
     raw: bytes | None,
     with_uid: bool,
     with_modseq: bool = False,
+    info: ObjectInfo | None = None,
+    preview: str | None = None,
 ) -> bytes:
     sel = ctx.session.selected
     assert sel is not None
@@ -134,6 +138,15 @@ def render(
         elif a is Simple.MODSEQ:
             if not modseq_added:
                 items.append(b"MODSEQ (%d)" % rec.modseq)
+        elif a is Simple.PREVIEW:
+            items.append(b"PREVIEW " + string(preview or "", utf8=ctx.session.utf8))
+        elif a is Simple.SAVEDATE:
+            saved = info.save_date if info is not None else None
+            items.append(b"SAVEDATE " + (format_internal_date(saved) if saved else b"NIL"))
+        elif a is Simple.EMAILID:
+            items.append(b"EMAILID (" + (info.email_id if info else "NIL").encode() + b")")
+        elif a is Simple.THREADID:
+            items.append(b"THREADID " + (b"(%s)" % info.thread_id.encode() if info else b"NIL"))
         elif a is Simple.INTERNALDATE:
             items.append(b"INTERNALDATE " + format_internal_date(rec.internal_date))
         elif a is Simple.RFC822_SIZE:
@@ -214,6 +227,11 @@ async def _fetch(ctx: Context, cmd: c.Fetch, sel_: Selection) -> None:
                     else r
                     for r in records
                 ]
+        infos = (
+            await ctx.store.object_info(sel.info.id, [r.uid for r in records])
+            if any(a in _OBJECT_ITEMS for a in attrs)
+            else {}
+        )
         metas: dict[int, bytes] = {}
         if need_meta:
             metas = await ctx.store.read_meta(sorted({r.blob_id for r in records}))
@@ -229,7 +247,17 @@ async def _fetch(ctx: Context, cmd: c.Fetch, sel_: Selection) -> None:
                 with_modseq = cmd.changed_since is not None or (
                     rec.uid in seen_now and ctx.session.condstore
                 )
-                ctx.send(render(ctx, attrs, msn, rec, flags_first, meta, raw, cmd.uid, with_modseq))
+                info = infos.get(rec.uid)
+                preview = None
+                if meta is not None and Simple.PREVIEW in attrs:
+                    if meta.preview is None and raw is None:  # stored before previews
+                        raw = await ctx.store.read_blob(rec.blob_id)
+                    preview = meta.preview_text(raw or b"")
+                line = render(
+                    ctx, attrs, msn, rec, flags_first, meta, raw, cmd.uid, with_modseq, info,
+                    preview,
+                )  # fmt: skip
+                ctx.send(line)
             await ctx.conn.flush()
 
 

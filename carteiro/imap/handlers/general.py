@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from carteiro import __version__
 from carteiro.imap.capabilities import capability_line
-from carteiro.imap.handlers.base import ANY, AUTH, Context, Result, command, ok
+from carteiro.imap.handlers.base import ANY, AUTH, Context, Result, bad, command, no, ok
 from carteiro.imap.protocol import commands as c
 from carteiro.imap.protocol.wire import quoted
 from carteiro.imap.state import State
@@ -62,3 +62,29 @@ async def enable(ctx: Context, cmd: c.Enable) -> Result:
 async def namespace(ctx: Context, cmd: c.Namespace) -> Result:
     ctx.send(b'* NAMESPACE (("" "/")) NIL NIL\r\n')
     return ok("NAMESPACE completed")
+
+
+@command(c.Unauthenticate, AUTH)
+async def unauthenticate(ctx: Context, cmd: c.Unauthenticate) -> Result:
+    """RFC 8437: back to not authenticated; nothing of the old login survives (selected
+    mailbox, ENABLEd extensions). TLS and compression stay, as the RFC requires."""
+    s = ctx.session
+    s.selected = None
+    s.account = None
+    s.state = State.NOT_AUTHENTICATED
+    s.enabled.clear()
+    s.rev2 = s.condstore = s.qresync = False
+    return ok("UNAUTHENTICATE completed")
+
+
+@command(c.Compress, AUTH)
+async def compress(ctx: Context, cmd: c.Compress) -> Result:
+    if cmd.mechanism != "DEFLATE":
+        return bad("Only DEFLATE is supported")
+    if ctx.conn.compressing:
+        return no("Compression is already active", "COMPRESSIONACTIVE")
+
+    async def start() -> None:
+        ctx.conn.start_compression()
+
+    return Result("OK", "DEFLATE active", after=start)

@@ -22,7 +22,15 @@ STATUS_ITEMS = (
     "SIZE",
     "RECENT",
     "HIGHESTMODSEQ",
+    "MAILBOXID",
+    "APPENDLIMIT",
 )
+
+
+def mailbox_id(box: MailboxInfo) -> str:
+    """RFC 8474 MAILBOXID: from UIDVALIDITY, which is unique per mailbox incarnation,
+    kept across RENAME and never reused."""
+    return f"F{box.uidvalidity}"
 
 
 def account_id(ctx: Context) -> int:
@@ -50,8 +58,8 @@ async def create(ctx: Context, cmd: c.Create) -> Result:
     }
     if not uses <= SPECIAL_USE:
         return no("Unsupported special-use attribute", "USEATTR")
-    await ctx.store.create_mailbox(account_id(ctx), name, sorted(uses))
-    return ok("CREATE completed")
+    box = await ctx.store.create_mailbox(account_id(ctx), name, sorted(uses))
+    return ok("CREATE completed", f"MAILBOXID ({mailbox_id(box)})")
 
 
 @command(c.Delete, AUTH)
@@ -116,6 +124,7 @@ async def status_items(ctx: Context, box: MailboxInfo, items: tuple[str, ...]) -
         "SIZE": st.size,
         "RECENT": st.recent,
         "HIGHESTMODSEQ": st.highest_modseq,
+        "APPENDLIMIT": ctx.config.max_literal,
     }
     if "HIGHESTMODSEQ" in items:
         ctx.session.condstore = True  # RFC 7162 §3.1: a CONDSTORE-enabling command
@@ -126,7 +135,10 @@ async def status_items(ctx: Context, box: MailboxInfo, items: tuple[str, ...]) -
     for item in items:
         if item == "RECENT" and ctx.session.rev2:
             continue
-        parts.append(f"{item} {values[item]}".encode())
+        if item == "MAILBOXID":
+            parts.append(b"MAILBOXID (" + mailbox_id(box).encode() + b")")
+        else:
+            parts.append(f"{item} {values[item]}".encode())
     return b"* STATUS " + ctx.session.mailbox_to_wire(box.name) + b" " + paren_list(parts) + b"\r\n"
 
 

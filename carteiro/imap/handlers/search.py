@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import time
+
 from carteiro.imap.handlers.base import SELECTED, Context, Result, bad, command, not_uid, ok
 from carteiro.imap.handlers.fetch import CHUNK, by_size
 from carteiro.imap.protocol import commands as c
 from carteiro.imap.protocol.sequence_set import from_numbers
 from carteiro.imap.protocol.wire import quoted
-from carteiro.imap.search_eval import Content, evaluate, needs_content, uses_modseq
+from carteiro.imap.search_eval import (
+    Content,
+    evaluate,
+    needs_content,
+    needs_info,
+    uses_modseq,
+)
 from carteiro.message.meta import MessageMeta
 from carteiro.store.interface import MessageRecord
 
@@ -19,17 +27,22 @@ async def run_search(ctx: Context, cmd: c.Search) -> list[tuple[int, int, int]]:
     sel = ctx.session.selected
     assert sel is not None
     content_needed = needs_content(cmd.key)
+    with_info = needs_info(cmd.key)
+    now = time.time()
     hits: list[tuple[int, int, int]] = []
     uids = sel.uids
     for start in range(0, len(uids), CHUNK * 4):
         chunk = uids[start : start + CHUNK * 4]
         records = await ctx.store.records_range(sel.info.id, chunk[0], chunk[-1], len(chunk))
+        infos = (
+            await ctx.store.object_info(sel.info.id, [r.uid for r in records]) if with_info else {}
+        )
         undecided: list[tuple[int, MessageRecord]] = []
         for rec in records:
             msn = sel.msn_of(rec.uid)
             if msn is None:
                 continue
-            r = evaluate(cmd.key, rec, msn, sel, None)
+            r = evaluate(cmd.key, rec, msn, sel, None, infos.get(rec.uid), now)
             if r is True:
                 hits.append((msn, rec.uid, rec.modseq))
             elif r is None and content_needed:
@@ -45,7 +58,7 @@ async def run_search(ctx: Context, cmd: c.Search) -> list[tuple[int, int, int]]:
                     content = Content(
                         blobs[rec.blob_id], MessageMeta.from_bytes(metas[rec.blob_id])
                     )
-                    if evaluate(cmd.key, rec, msn, sel, content):
+                    if evaluate(cmd.key, rec, msn, sel, content, infos.get(rec.uid), now):
                         hits.append((msn, rec.uid, rec.modseq))
     hits.sort()
     return hits

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from carteiro.imap.handlers.base import AUTH, SELECTED, Context, Result, bad, command, no, ok
-from carteiro.imap.handlers.mailboxes import account_id, name_arg
+from carteiro.imap.handlers.mailboxes import account_id, mailbox_id, name_arg
 from carteiro.imap.protocol import commands as c
 from carteiro.imap.protocol.sequence_set import from_numbers
 from carteiro.imap.selected import SelectedMailbox
@@ -67,6 +67,7 @@ async def select(ctx: Context, cmd: c.Select) -> Result:
     ctx.send(b"* OK [UIDNEXT %d] Predicted next UID\r\n" % status.uidnext)
     # RFC 7162 §3.1.2.1: mod-sequences are persistent here, so always announced
     ctx.send(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % status.highest_modseq)
+    ctx.send(b"* OK [MAILBOXID (" + mailbox_id(box).encode() + b")] Ok\r\n")
     if ctx.session.rev2:
         attrs = " ".join(sorted(box.special_use)).encode()
         ctx.send(b"* LIST (" + attrs + b') "/" ' + ctx.session.mailbox_to_wire(box.name) + b"\r\n")

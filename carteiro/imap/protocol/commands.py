@@ -49,6 +49,13 @@ class Id(Command):
     params: tuple[tuple[str, str | None], ...] | None
 
 
+@dataclass(frozen=True, slots=True)
+class Compress(Command):
+    """RFC 4978 ``COMPRESS DEFLATE``; ``mechanism`` upper-cased."""
+
+    mechanism: str
+
+
 # --- not authenticated ---------------------------------------------------------------
 
 
@@ -158,6 +165,33 @@ class Lsub(Command):
 @dataclass(frozen=True, slots=True)
 class Namespace(Command):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class Unauthenticate(Command):
+    """RFC 8437: back to the not-authenticated state."""
+
+
+@dataclass(frozen=True, slots=True)
+class GetQuota(Command):
+    """RFC 9208 GETQUOTA quota-root."""
+
+    root: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetQuotaRoot(Command):
+    """RFC 9208 GETQUOTAROOT mailbox."""
+
+    mailbox: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetQuota(Command):
+    """RFC 9208 SETQUOTA quota-root (resource limit ...); resource names upper-cased."""
+
+    root: str
+    limits: tuple[tuple[str, int], ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,10 @@ class Simple(Enum):
     RFC822_HEADER = "RFC822.HEADER"  # rev1: BODY.PEEK[HEADER]
     RFC822_TEXT = "RFC822.TEXT"  # rev1: BODY[TEXT], sets \Seen
     MODSEQ = "MODSEQ"  # RFC 7162 CONDSTORE
+    SAVEDATE = "SAVEDATE"  # RFC 8514
+    EMAILID = "EMAILID"  # RFC 8474 OBJECTID
+    THREADID = "THREADID"  # RFC 8474 OBJECTID
+    PREVIEW = "PREVIEW"  # RFC 8970; ``PREVIEW (LAZY)`` parses to this too
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""FETCH attribute parsing (RFC 9051 §6.4.5, RFC 3516 BINARY)."""
+"""FETCH attribute parsing (RFC 9051 §6.4.5, RFC 3516 BINARY, RFC 8970 PREVIEW)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ _PARTIAL = re.compile(rb"<([0-9]{1,20})\.([0-9]{1,20})>")
 _SIMPLE = {s.value: s for s in Simple}
 _MACROS = {"ALL": MACRO_ALL, "FAST": MACRO_FAST, "FULL": MACRO_FULL}
 _SECTIONED = frozenset({"BODY", "BODY.PEEK", "BINARY", "BINARY.PEEK", "BINARY.SIZE"})
+#: RFC 8970 ``preview-mod``s. ``LAZY`` lets the server answer NIL rather than compute a
+#: preview now; the handler may always compute it, so the modifier is not kept.
+PREVIEW_MODIFIERS = frozenset({"LAZY"})
 
 
 def _part_number(cur: Cursor) -> int:
@@ -108,7 +111,29 @@ def _partial(cur: Cursor) -> tuple[int, int] | None:
     return origin, length
 
 
-def _attr(cur: Cursor) -> FetchAttr:
+def _preview_modifiers(cur: Cursor, in_list: bool) -> None:
+    """After ``PREVIEW``: ``[SP "(" preview-mod *(SP preview-mod) ")"]`` (RFC 8970 §7).
+
+    A lone ``PREVIEW`` attribute may be followed by FETCH modifiers, which look the
+    same: there the list is read as preview modifiers only if it starts with one."""
+    if cur.peek_bytes(2) != b" (":
+        return
+    if not in_list:
+        end = cur.pos + 2
+        while end < len(cur.line) and cur.line[end] not in b" ()":
+            end += 1
+        if cur.line[cur.pos + 2 : end].upper().decode("ascii", "replace") not in PREVIEW_MODIFIERS:
+            return
+    cur.pos += 2
+    while True:
+        if cur.word("PREVIEW modifier") not in PREVIEW_MODIFIERS:
+            raise ParseError("Unknown PREVIEW modifier")
+        if cur.maybe(b")"):
+            return
+        cur.sp()
+
+
+def _attr(cur: Cursor, in_list: bool = False) -> FetchAttr:
     m = cur.match(_NAME)
     if m is None:
         raise ParseError("Expected fetch attribute")
@@ -124,6 +149,8 @@ def _attr(cur: Cursor) -> FetchAttr:
     simple = _SIMPLE.get(name)
     if simple is None or cur.peek() in (ord("["), ord("<")):
         raise ParseError("Unknown fetch attribute")
+    if simple is Simple.PREVIEW:
+        _preview_modifiers(cur, in_list)
     return simple
 
 
@@ -131,10 +158,10 @@ def parse_fetch_attrs(cur: Cursor) -> tuple[FetchAttr, ...]:
     """``"ALL" / "FULL" / "FAST" / fetch-att / "(" fetch-att *(SP fetch-att) ")"``."""
     if cur.maybe(b"("):
         cur.enter()
-        attrs = [_attr(cur)]
+        attrs = [_attr(cur, True)]
         while not cur.maybe(b")"):
             cur.sp()
-            attrs.append(_attr(cur))
+            attrs.append(_attr(cur, True))
         cur.leave()
         return tuple(dict.fromkeys(attrs))
     for macro, expansion in _MACROS.items():

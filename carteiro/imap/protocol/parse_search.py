@@ -1,10 +1,12 @@
-"""SEARCH program parsing (RFC 9051 §6.4.4, plus the RFC 3501 keys NEW, OLD, RECENT
-and the RFC 7162 key MODSEQ)."""
+"""SEARCH program parsing (RFC 9051 §6.4.4, plus the RFC 3501 keys NEW, OLD, RECENT,
+the RFC 7162 key MODSEQ, RFC 5032 OLDER/YOUNGER, the RFC 8514 SAVED* keys and the
+RFC 8474 keys EMAILID/THREADID)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Literal
 
 from carteiro.imap.protocol.grammar import MAX_NUMBER64, Cursor, ParseError
 from carteiro.imap.protocol.search_keys import (
@@ -15,11 +17,14 @@ from carteiro.imap.protocol.search_keys import (
     HeaderKey,
     ModSeqKey,
     Not,
+    ObjectIdKey,
     Or,
+    SaveDateKey,
     SearchKey,
     SeqKey,
     SizeKey,
     TextKey,
+    WithinKey,
 )
 
 #: Charsets accepted by ``SEARCH CHARSET`` (upper-cased); others get ``NO [BADCHARSET]``.
@@ -28,6 +33,7 @@ RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
 
 _FLAG_KEYS: dict[str, SearchKey] = {
     "ALL": All(),
+    "SAVEDATESUPPORTED": SaveDateKey(None),  # RFC 8514
     "ANSWERED": FlagKey("\\Answered", True),
     "DELETED": FlagKey("\\Deleted", True),
     "DRAFT": FlagKey("\\Draft", True),
@@ -56,6 +62,10 @@ _DATE_KEYS: dict[str, tuple[bool, str]] = {
     "SENTON": (True, "ON"),
     "SENTSINCE": (True, "SINCE"),
 }
+#: RFC 8514 keys comparing the save date.
+_SAVEDATE_KEYS = frozenset({"SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"})
+#: RFC 8474 ``objectid = 1*255(ALPHA / DIGIT / "_" / "-")``.
+_OBJECTID = re.compile(rb"[A-Za-z0-9_-]{1,255}")
 
 
 def _text(cur: Cursor) -> str:
@@ -93,6 +103,14 @@ def _key(cur: Cursor) -> SearchKey:
         if op == "ON":
             return DateKey("ON", sent, date)
         return DateKey("SINCE", sent, date)
+    if name in _SAVEDATE_KEYS:
+        cur.sp()
+        date = cur.date()
+        if name == "SAVEDBEFORE":
+            return SaveDateKey("BEFORE", date)
+        if name == "SAVEDON":
+            return SaveDateKey("ON", date)
+        return SaveDateKey("SINCE", date)
     handler = _ARG_KEYS.get(name)
     if handler is None:
         raise ParseError("Unknown search key")
@@ -174,6 +192,28 @@ def _modseq(cur: Cursor) -> SearchKey:
     return ModSeqKey(cur.number(limit=MAX_NUMBER64), entry)
 
 
+def _within(older: bool) -> Callable[[Cursor], SearchKey]:
+    """RFC 5032 ``OLDER nz-number`` / ``YOUNGER nz-number`` (seconds)."""
+
+    def parse(cur: Cursor) -> SearchKey:
+        return WithinKey(older, cur.number(nonzero=True))
+
+    return parse
+
+
+def _object_id(kind: Literal["EMAILID", "THREADID"]) -> Callable[[Cursor], SearchKey]:
+    """RFC 8474 ``EMAILID objectid`` / ``THREADID objectid``. The ABNF has a bare
+    ``objectid``; a quoted or literal one with valid characters is accepted too."""
+
+    def parse(cur: Cursor) -> SearchKey:
+        value = cur.astring("object id")
+        if _OBJECTID.fullmatch(value) is None:
+            raise ParseError("Invalid object id")
+        return ObjectIdKey(kind, value.decode("ascii"))
+
+    return parse
+
+
 _ARG_KEYS: dict[str, Callable[[Cursor], SearchKey]] = {
     "NOT": _not,
     "OR": _or,
@@ -186,6 +226,10 @@ _ARG_KEYS: dict[str, Callable[[Cursor], SearchKey]] = {
     "TEXT": _textkey,
     "UID": _uid,
     "MODSEQ": _modseq,
+    "OLDER": _within(True),
+    "YOUNGER": _within(False),
+    "EMAILID": _object_id("EMAILID"),
+    "THREADID": _object_id("THREADID"),
     **{name: _header_key(name) for name in _HEADER_KEYS},
 }
 

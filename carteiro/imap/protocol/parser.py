@@ -36,6 +36,9 @@ STATUS_ITEMS = frozenset(
         "SIZE",
         "RECENT",
         "HIGHESTMODSEQ",  # RFC 7162 CONDSTORE
+        "MAILBOXID",  # RFC 8474 OBJECTID
+        "APPENDLIMIT",  # RFC 7889
+        "DELETED-STORAGE",  # RFC 9208 QUOTA
     }
 )
 LIST_SELECT_OPTIONS = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
@@ -188,6 +191,12 @@ def _qresync(value: object) -> c.QresyncParams:
     if rest:
         raise ParseError("Invalid QRESYNC parameters")
     return c.QresyncParams(uidvalidity, _modseq(modseq, "QRESYNC"), known, seq_match)
+
+
+def _compress(cur: Cursor, tag: str) -> c.Command:
+    """RFC 4978 ``COMPRESS SP algorithm`` (the session only knows DEFLATE)."""
+    cur.sp()
+    return c.Compress(tag, cur.word("compression mechanism"))
 
 
 def _select(readonly: bool) -> Handler:
@@ -344,6 +353,33 @@ def _status(cur: Cursor, tag: str) -> c.Command:
     return c.Status(tag, mailbox, _status_items(cur))
 
 
+def _getquota(cur: Cursor, tag: str) -> c.Command:
+    """RFC 9208 ``GETQUOTA SP quota-root-name``."""
+    cur.sp()
+    return c.GetQuota(tag, decode_utf8(cur.astring("quota root"), "quota root"))
+
+
+def _setquota(cur: Cursor, tag: str) -> c.Command:
+    """RFC 9208 ``SETQUOTA SP quota-root-name SP setquota-list`` where
+    ``setquota-list = "(" [resource-name SP number64 *(SP resource-name SP number64)] ")"``."""
+    cur.sp()
+    root = decode_utf8(cur.astring("quota root"), "quota root")
+    cur.sp()
+    cur.expect(b"(", "quota resource list")
+    limits: list[tuple[str, int]] = []
+    if not cur.maybe(b")"):
+        while True:
+            resource = cur.word("quota resource name")
+            cur.sp()
+            limits.append((resource, cur.number(limit=MAX_NUMBER64)))
+            if cur.maybe(b")"):
+                break
+            cur.sp()
+    if len({name for name, _ in limits}) != len(limits):
+        raise ParseError("Duplicate quota resource")
+    return c.SetQuota(tag, root, tuple(limits))
+
+
 def _append(cur: Cursor, tag: str) -> c.Command:
     cur.sp()
     mailbox = cur.mailbox()
@@ -462,6 +498,7 @@ COMMANDS: dict[str, Handler] = {
     "NOOP": _noargs(c.Noop),
     "LOGOUT": _noargs(c.Logout),
     "ID": _id,
+    "COMPRESS": _compress,
     "STARTTLS": _noargs(c.StartTLS),
     "AUTHENTICATE": _authenticate,
     "LOGIN": _login,
@@ -476,6 +513,10 @@ COMMANDS: dict[str, Handler] = {
     "LIST": _list,
     "LSUB": _lsub,
     "NAMESPACE": _noargs(c.Namespace),
+    "UNAUTHENTICATE": _noargs(c.Unauthenticate),
+    "GETQUOTA": _getquota,
+    "GETQUOTAROOT": _one_mailbox(c.GetQuotaRoot),
+    "SETQUOTA": _setquota,
     "STATUS": _status,
     "APPEND": _append,
     "IDLE": _noargs(c.Idle),

@@ -84,6 +84,32 @@ class ModSeqKey:
 
 
 @dataclass(frozen=True, slots=True)
+class SaveDateKey:
+    """RFC 8514 SAVEDBEFORE/SAVEDON/SAVEDSINCE (compare the date the message was saved
+    into this mailbox), and SAVEDATESUPPORTED (``op is None``: matches every message
+    when the mailbox keeps save dates)."""
+
+    op: Literal["BEFORE", "ON", "SINCE"] | None
+    date: datetime.date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WithinKey:
+    """RFC 5032 OLDER n / YOUNGER n: internal date more / less than n seconds ago."""
+
+    older: bool
+    seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectIdKey:
+    """RFC 8474 ``EMAILID id`` / ``THREADID id``."""
+
+    kind: Literal["EMAILID", "THREADID"]
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
 class Not:
     key: SearchKey
 
@@ -100,5 +126,18 @@ class And:
 
 
 SearchKey = (
-    All | FlagKey | DateKey | SizeKey | HeaderKey | TextKey | SeqKey | ModSeqKey | Not | Or | And
+    All
+    | FlagKey
+    | DateKey
+    | SizeKey
+    | HeaderKey
+    | TextKey
+    | SeqKey
+    | ModSeqKey
+    | SaveDateKey
+    | WithinKey
+    | ObjectIdKey
+    | Not
+    | Or
+    | And
 )

@@ -356,8 +356,41 @@ def _blob(conn: sqlite3.Connection, data: bytes, meta: bytes) -> int:
 
 _INSERT_MESSAGE = (
     "INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internal_date, tz_offset,"
-    " size, blob_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " size, blob_id, save_date, thread_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+def _thread_for(conn: sqlite3.Connection, account_id: int, keys: Sequence[str]) -> int:
+    """The thread of a message whose own Message-ID and referenced ids are ``keys``: the
+    oldest thread any of them already belongs to, else a new one; every key is then
+    remembered so that later replies, even to a message never delivered here, join it."""
+    ids = list(dict.fromkeys(k for k in keys if k))[:64]
+    found: list[int] = []
+    if ids:
+        marks = ",".join("?" * len(ids))
+        found = [
+            int(r[0])
+            for r in conn.execute(
+                "SELECT thread_id FROM thread_ids"
+                f" WHERE account_id = ? AND message_id IN ({marks})",
+                [account_id, *ids],
+            )
+        ]
+    if found:
+        thread = min(found)
+    else:
+        row = _one(conn, "SELECT value FROM counters WHERE name = 'thread_id'")
+        thread = (int(row[0]) if row else 0) + 1
+        conn.execute(
+            "INSERT INTO counters (name, value) VALUES ('thread_id', ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (thread,),
+        )
+    conn.executemany(
+        "INSERT OR IGNORE INTO thread_ids (account_id, message_id, thread_id) VALUES (?, ?, ?)",
+        [(account_id, k, thread) for k in ids],
+    )
+    return thread
 
 
 def append(
@@ -368,13 +401,15 @@ def append(
     account_id, uidvalidity, first_uid, modseq = _bump(conn, mailbox_id, len(messages))
     keywords = _Keywords(conn, mailbox_id)
     rows = []
+    saved = int(time.time())
     for i, msg in enumerate(messages):
         mask, kws = encode(msg.flags)
         stamp, offset = encode_date(msg.internal_date)
         blob_id = _blob(conn, msg.data, msg.meta)
+        thread = _thread_for(conn, account_id, msg.thread_keys)
         rows.append((
             mailbox_id, first_uid + i, modseq, mask, join_keywords(keywords.canon(kws)),
-            stamp, offset, len(msg.data), blob_id,
+            stamp, offset, len(msg.data), blob_id, saved, thread,
         ))  # fmt: skip
     conn.executemany(_INSERT_MESSAGE, rows)
     events.add((account_id, mailbox_id))
@@ -505,20 +540,24 @@ def _copy_rows(
     """Copies the existing ``uids`` (sorted) of ``source_id``: (uidvalidity, src, dest)."""
     cond, params = uid_filter(uids)
     rows = conn.execute(
-        "SELECT uid, flags, keywords, internal_date, tz_offset, size, blob_id FROM messages"
-        f" WHERE mailbox_id = ? AND {cond} ORDER BY uid",
+        "SELECT uid, flags, keywords, internal_date, tz_offset, size, blob_id, thread_id"
+        f" FROM messages WHERE mailbox_id = ? AND {cond} ORDER BY uid",
         [source_id, *params],
     ).fetchall()
+    saved = int(time.time())
     if not rows:
         dest = get_mailbox(conn, dest_id)
         return dest.uidvalidity, [], []
     _account_id, uidvalidity, first_uid, modseq = _bump(conn, dest_id, len(rows))
     keywords = _Keywords(conn, dest_id) if dest_id != source_id else None
     out = []
-    for i, (_uid, mask, text, stamp, offset, size, blob_id) in enumerate(rows):
+    for i, (_uid, mask, text, stamp, offset, size, blob_id, thread) in enumerate(rows):
         if text and keywords is not None:
             text = join_keywords(keywords.canon(split_keywords(text)))
-        out.append((dest_id, first_uid + i, modseq, mask, text, stamp, offset, size, blob_id))
+        out.append((
+            dest_id, first_uid + i, modseq, mask, text, stamp, offset, size, blob_id, saved,
+            thread,
+        ))  # fmt: skip
     conn.executemany(_INSERT_MESSAGE, out)
     return uidvalidity, [r[0] for r in rows], [first_uid + i for i in range(len(rows))]
 

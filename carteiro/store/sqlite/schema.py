@@ -23,7 +23,7 @@ import sqlite3
 
 from carteiro.store.flags import DELETED, SEEN
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS counters (
@@ -78,6 +78,8 @@ CREATE TABLE IF NOT EXISTS messages (
     tz_offset     INTEGER NOT NULL,
     size          INTEGER NOT NULL,
     blob_id       INTEGER NOT NULL REFERENCES blobs(id),
+    save_date     INTEGER,
+    thread_id     INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
 
@@ -92,6 +94,14 @@ CREATE TABLE IF NOT EXISTS expunged (
 ) WITHOUT ROWID;
 
 CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged (mailbox_id, modseq);
+
+-- RFC 8474 THREADID: every Message-ID seen in an account (own or referenced) and its thread
+CREATE TABLE IF NOT EXISTS thread_ids (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    message_id TEXT NOT NULL,
+    thread_id  INTEGER NOT NULL,
+    PRIMARY KEY (account_id, message_id)
+) WITHOUT ROWID;
 
 -- keywords ever used in a mailbox, first-seen spelling (FLAGS / PERMANENTFLAGS)
 CREATE TABLE IF NOT EXISTS keywords (
@@ -155,6 +165,10 @@ def migrate(conn: sqlite3.Connection) -> None:
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
+        if version == 1:
+            # v2: RFC 8514 save dates and RFC 8474 thread ids (NULL / 0 for older mail)
+            conn.execute("ALTER TABLE messages ADD COLUMN save_date INTEGER")
+            conn.execute("ALTER TABLE messages ADD COLUMN thread_id INTEGER NOT NULL DEFAULT 0")
         for statement in _statements(SCHEMA):
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

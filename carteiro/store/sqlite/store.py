@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -27,6 +28,7 @@ from carteiro.store.interface import (
     MailboxStatus,
     MessageRecord,
     NewMessage,
+    ObjectInfo,
 )
 from carteiro.store.notify import Notifier
 from carteiro.store.sqlite import ops
@@ -421,6 +423,30 @@ class SqliteStore:
             return sorted(r[0] for r in rows)
 
         result: list[int] = await self._read(q)
+        return result
+
+    async def object_info(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, ObjectInfo]:
+        wanted = ops.normalise_uids(uids)
+
+        def q(conn: sqlite3.Connection) -> dict[int, ObjectInfo]:
+            if not wanted:
+                return {}
+            cond, params = ops.uid_filter(wanted, column="m.uid")
+            rows = conn.execute(
+                "SELECT m.uid, b.sha256, m.thread_id, m.save_date FROM messages m"
+                f" JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ? AND {cond}",
+                [mailbox_id, *params],
+            )
+            return {
+                uid: ObjectInfo(
+                    "M" + bytes(digest[:12]).hex(),
+                    f"T{thread}" if thread else "M" + bytes(digest[:12]).hex(),
+                    None if saved is None else datetime.datetime.fromtimestamp(saved, datetime.UTC),
+                )
+                for uid, digest, thread, saved in rows
+            }
+
+        result: dict[int, ObjectInfo] = await self._read(q)
         return result
 
     async def claim_recent(self, mailbox_id: int) -> int:
