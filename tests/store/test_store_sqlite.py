@@ -70,3 +70,45 @@ async def test_closed_store_refuses_work(tmp_path: Path, loop: asyncio.AbstractE
         await store.list_accounts()
     with pytest.raises(RuntimeError):
         await store.create_account("v@example.org", "h")
+
+
+def test_schema_v1_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A database written by schema 1 (before save dates and thread ids) opens, keeps its
+    mail, and reports no save date for the old messages while new ones get one."""
+    from carteiro.store.sqlite import schema
+
+    path = tmp_path / "old.sqlite"
+    v1 = schema.SCHEMA.replace(
+        "    save_date     INTEGER,\n    thread_id     INTEGER NOT NULL DEFAULT 0,\n", ""
+    )
+    assert v1 != schema.SCHEMA
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in schema._statements(v1):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+
+    async def run() -> None:
+        store = SqliteStore(path)
+        await store.open()
+        try:
+            acc = await store.create_account("old@example.org", "h")
+            box = await store.get_mailbox(acc.id, "INBOX")
+            assert box is not None
+            # a row as schema 1 wrote it: no save_date, no thread_id
+            await store.append(box.id, [msg()])
+            raw = sqlite3.connect(path)
+            raw.execute("UPDATE messages SET save_date = NULL, thread_id = 0")
+            raw.commit()
+            raw.close()
+            await store.append(box.id, [msg(data=b"Message-ID: <n@x>\r\n\r\nnew")])
+            info = await store.object_info(box.id, [1, 2])
+            assert info[1].save_date is None and info[2].save_date is not None
+            assert info[1].thread_id.startswith("M") and info[2].thread_id.startswith("T")
+        finally:
+            await store.close()
+        check = sqlite3.connect(path)
+        assert check.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+        check.close()
+
+    asyncio.run(run())
