@@ -48,7 +48,8 @@ async def deliver(
     internal_date: datetime.datetime | None = None,
 ) -> int:
     """Stores ``raw`` and returns its UID once it is durable. NotFound for an unknown
-    account; ValueError for an empty message."""
+    account; ValueError for an empty message; QuotaExceeded (nothing stored) when the
+    account has no room for it — the store checks that atomically with the append."""
     if not raw:
         raise ValueError("empty message")
     account = await store.get_account(address)

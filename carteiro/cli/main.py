@@ -1,4 +1,4 @@
-"""The ``carteiro`` command: serve, user add/passwd/list/delete, deliver, cert.
+"""The ``carteiro`` command: serve, user add/passwd/list/delete, quota set/show, deliver, cert.
 
 Every command takes ``--data-dir`` (env ``CARTEIRO_DATA_DIR``) and ``--config``
 (env ``CARTEIRO_CONFIG``). Errors are one line on stderr (see :mod:`carteiro.cli.errors`).
@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable, Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -20,8 +22,14 @@ from carteiro.auth.passwords import generate_password, hash_password
 from carteiro.cli import validate
 from carteiro.cli.errors import EXIT_USAGE, CliError, fail, print_error
 from carteiro.config import ConfigError, Settings, load_settings
-from carteiro.store.errors import AlreadyExists, NotFound, StoreError, StoreUnavailable
-from carteiro.store.interface import Store
+from carteiro.store.errors import (
+    AlreadyExists,
+    NotFound,
+    QuotaExceeded,
+    StoreError,
+    StoreUnavailable,
+)
+from carteiro.store.interface import Quota, Store
 
 __all__ = ["cli", "main"]
 
@@ -249,6 +257,179 @@ def user_delete(address: str, yes: bool, data_dir: Path | None, config: Path | N
     click.echo(f"deleted account {address} and all its mail")
 
 
+# --- quota ---------------------------------------------------------------------------
+
+
+@cli.group("quota", context_settings=CONTEXT, no_args_is_help=True)
+def quota_group() -> None:
+    """Limit what an account may store (shown to IMAP clients by RFC 9208 QUOTA)."""
+
+
+#: binary multiples, whichever way they are spelled: 1 KB = 1 KiB = 1024 octets
+_UNITS = {"": 0, "b": 0, "k": 1, "m": 2, "g": 3, "t": 4}
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(?:([kmgt])(?:i?b)?|(b))?", re.IGNORECASE)
+_UNLIMITED = ("none", "unlimited")
+#: the largest limit the store holds
+MAX_LIMIT = 2**63 - 1
+SIZE_HINT = (
+    "give octets or a size with a KB, MB, GB or TB suffix (binary: 1 KB = 1024 octets), "
+    "e.g. 2GB, or 'none' for no limit"
+)
+
+
+def parse_size(value: str) -> int | None:
+    """``2GB``, ``1.5 GiB``, ``500m``, ``1024`` (octets) → octets; ``none``/``unlimited``
+    → None. Suffixes are binary multiples however spelled (KB, K, KiB = 1024 octets),
+    the unit IMAP uses for STORAGE; fractions are rounded down to whole octets."""
+    text = value.strip()
+    if text.lower() in _UNLIMITED:
+        return None
+    match = _SIZE.fullmatch(text)
+    if match is None:
+        fail(f"--storage {value!r} is not a size; {SIZE_HINT}", EXIT_USAGE)
+    unit = (match.group(2) or match.group(3) or "").lower()
+    octets = int(Decimal(match.group(1)) * 1024 ** _UNITS[unit])
+    if octets > MAX_LIMIT:
+        fail(f"--storage {value!r} is too large; the largest limit is 8 EiB", EXIT_USAGE)
+    return octets
+
+
+def parse_count(value: str) -> int | None:
+    """A whole number of messages, or ``none``/``unlimited`` → None."""
+    text = value.strip()
+    if text.lower() in _UNLIMITED:
+        return None
+    if not text.isascii() or not text.isdigit():
+        fail(
+            f"--messages {value!r} is not a number of messages; "
+            "give a whole number such as 100000, or 'none' for no limit",
+            EXIT_USAGE,
+        )
+    count = int(text)
+    if count > MAX_LIMIT:
+        fail(f"--messages {value!r} is too large; the largest limit is {MAX_LIMIT}", EXIT_USAGE)
+    return count
+
+
+def human_size(octets: int) -> str:
+    """``1.5 MiB``, ``2 GiB``, ``512 bytes``: binary units, at most one decimal."""
+    if octets < 1024:
+        return f"{octets} byte{'' if octets == 1 else 's'}"
+    value = float(octets)
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        value /= 1024
+        if value < 1024 or unit == "EiB":
+            break
+    text = f"{value:.1f}".removesuffix(".0")
+    return f"{text} {unit}"
+
+
+def _fill(used: int, limit: int) -> str:
+    if used > limit:
+        return "over the limit"
+    if used == limit:
+        return "full"
+    return f"{used * 100 / limit:.1f}% used"
+
+
+def _exact_size(octets: int) -> str:
+    """``1.5 MiB (1572864 octets)``; below 1 KiB the human form is already exact."""
+    text = human_size(octets)
+    return text if octets < 1024 else f"{text} ({octets} octets)"
+
+
+def describe_quota(q: Quota) -> list[str]:
+    """The lines of ``carteiro quota show``: human sizes with the exact figures."""
+    used = _exact_size(q.storage_used)
+    if q.storage_limit is None:
+        storage = f"{used} used, no limit"
+    else:
+        limit = _exact_size(q.storage_limit)
+        storage = f"{used} of {limit}, {_fill(q.storage_used, q.storage_limit)}"
+    if q.messages_limit is None:
+        messages = f"{q.messages_used} used, no limit"
+    else:
+        messages = (
+            f"{q.messages_used} of {q.messages_limit}, {_fill(q.messages_used, q.messages_limit)}"
+        )
+    return [f"storage: {storage}", f"messages: {messages}"]
+
+
+def _limit_text(q: Quota) -> str:
+    storage = "no limit" if q.storage_limit is None else human_size(q.storage_limit)
+    messages = "no limit" if q.messages_limit is None else str(q.messages_limit)
+    return f"storage {storage}, messages {messages}"
+
+
+@quota_group.command("set", context_settings=CONTEXT)
+@click.argument("address")
+@click.option(
+    "--storage",
+    metavar="SIZE",
+    help="Limit on the total size of the account's messages: octets or a KB/MB/GB/TB "
+    "suffix (binary, 1 KB = 1024 octets), e.g. 2GB; 'none' or 'unlimited' removes it.",
+)
+@click.option(
+    "--messages",
+    metavar="COUNT",
+    help="Limit on the number of messages; 'none' or 'unlimited' removes it.",
+)
+@common_options
+def quota_set(
+    address: str,
+    storage: str | None,
+    messages: str | None,
+    data_dir: Path | None,
+    config: Path | None,
+) -> None:
+    """Set the quota of ADDRESS. A limit not given is left as it is."""
+    address = validate.address(address)
+    if storage is None and messages is None:
+        fail("nothing to set; give --storage SIZE, --messages COUNT or both", EXIT_USAGE)
+    new_storage = parse_size(storage) if storage is not None else None
+    new_messages = parse_count(messages) if messages is not None else None
+    settings = load(data_dir, config)
+    require_database(settings)
+
+    async def set_(store: Store) -> tuple[str, Quota]:
+        account = await store.get_account(address)
+        if account is None:
+            unknown_account(address)
+        old = await store.quota(account.id)
+        await store.set_quota(
+            account.id,
+            new_storage if storage is not None else old.storage_limit,
+            new_messages if messages is not None else old.messages_limit,
+        )
+        return account.address, await store.quota(account.id)
+
+    stored, result = with_store(settings, set_)
+    click.echo(f"set the quota of {stored}: {_limit_text(result)}")
+    for line in describe_quota(result):
+        click.echo(line)
+
+
+@quota_group.command("show", context_settings=CONTEXT)
+@click.argument("address")
+@common_options
+def quota_show(address: str, data_dir: Path | None, config: Path | None) -> None:
+    """Show the limits and current usage of ADDRESS."""
+    address = validate.address(address)
+    settings = load(data_dir, config)
+    require_database(settings)
+
+    async def show(store: Store) -> tuple[str, Quota]:
+        account = await store.get_account(address)
+        if account is None:
+            unknown_account(address)
+        return account.address, await store.quota(account.id)
+
+    stored, result = with_store(settings, show)
+    click.echo(f"account: {stored}")
+    for line in describe_quota(result):
+        click.echo(line)
+
+
 # --- deliver -------------------------------------------------------------------------
 
 
@@ -285,6 +466,11 @@ def deliver(
             return await deliver_fn(store, address, raw, canonical)
         except NotFound:
             unknown_account(address)
+        except QuotaExceeded as e:
+            fail(
+                f"not delivered to {address}: {e}; free space in the account or raise "
+                f"its limit with 'carteiro quota set {address}'"
+            )
 
     with_store(settings, run)
 

@@ -30,6 +30,10 @@ _AFTER_AUTH = (
     "SAVEDATE",
     "OBJECTID",
     "PREVIEW",
+    "UTF8=ACCEPT",
+    "INPROGRESS",
+    "PARTIAL",
+    "REPLACE",
 )
 
 

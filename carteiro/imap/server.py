@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 import zlib
 from collections.abc import Callable
 
@@ -311,6 +312,8 @@ class ImapConnection:
             return
         if isinstance(cmd, c.Select):
             self._dirty.clear()
+        self.ctx.tag = cmd.tag
+        self.ctx.started = time.monotonic()
         try:
             result = await spec.handler(self.ctx, cmd)
         except CommandFailed as exc:

@@ -39,6 +39,8 @@ class Session:
     condstore: bool = False
     #: RFC 7162 ENABLE QRESYNC: expunges are reported with VANISHED
     qresync: bool = False
+    #: RFC 6855 ENABLE UTF8=ACCEPT: UTF-8 mailbox names and strings without rev2
+    utf8_accept: bool = False
 
     @property
     def rev1(self) -> bool:
@@ -46,7 +48,7 @@ class Session:
 
     @property
     def utf8(self) -> bool:
-        return self.rev2
+        return self.rev2 or self.utf8_accept
 
     @property
     def plaintext_auth_ok(self) -> bool:

@@ -120,6 +120,21 @@ class CopyResult:
     dest_uids: list[int]  # dest_uids[i] is the copy of source_uids[i]
 
 
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """An account's limits and exact usage (RFC 9208 resources STORAGE and MESSAGE).
+
+    A limit of None means unlimited. ``storage_*`` are octets: the sum of RFC822.SIZE of
+    every message in every mailbox of the account (a message copied twice counts twice,
+    although its content is stored once), as Dovecot and RFC 9208 §5.1 count it.
+    """
+
+    storage_limit: int | None
+    storage_used: int
+    messages_limit: int | None
+    messages_used: int
+
+
 class Listener(Protocol):
     def __call__(self, account_id: int, mailbox_id: int | None) -> None:
         """``mailbox_id`` is None for mailbox-list changes (create/delete/rename/subscribe)."""
@@ -145,6 +160,26 @@ class Store(Protocol):
 
     async def delete_account(self, address: str) -> None:
         """Removes the account and all its mail. NotFound."""
+
+    # --- quota (RFC 9208) ----------------------------------------------------------
+    async def set_quota(
+        self, address_or_account: str | int, storage: int | None, messages: int | None
+    ) -> None:
+        """Sets both limits of the account (an address, or an account id): ``storage`` in
+        octets, ``messages`` a count, None for unlimited. A limit below the current usage
+        is allowed: nothing is removed, but nothing more can be added. NotFound;
+        ValueError for a negative limit."""
+
+    async def quota(self, account_id: int) -> Quota:
+        """The account's limits and current usage, exact (the usage counts every
+        committed change and nothing else). NotFound.
+
+        Enforcement: :meth:`append`, :meth:`copy` and :meth:`move` raise
+        ``QuotaExceeded`` (storing nothing) when the account's usage after the change
+        would be above a limit; the check and the change are one atomic step, so
+        concurrent writers can never overshoot together. A :meth:`move` within one
+        account does not change its usage and is always allowed, even at or above the
+        limits; removing mail (expunge, delete) is always allowed."""
 
     # --- mailboxes -----------------------------------------------------------------
     async def list_mailboxes(self, account_id: int) -> list[MailboxInfo]: ...
@@ -174,7 +209,8 @@ class Store(Protocol):
     # --- messages ------------------------------------------------------------------
     async def append(self, mailbox_id: int, messages: Sequence[NewMessage]) -> CopyResult:
         """Stores all messages atomically (MULTIAPPEND), assigning ascending UIDs.
-        Identical content is stored once. Returns the UIDs (``source_uids`` empty). NotFound."""
+        Identical content is stored once. Returns the UIDs (``source_uids`` empty).
+        NotFound; QuotaExceeded (see :meth:`quota`)."""
 
     async def uids(self, mailbox_id: int) -> list[int]:
         """All UIDs, ascending (the MSN map of a freshly selected mailbox)."""
@@ -218,10 +254,12 @@ class Store(Protocol):
 
     async def copy(self, source_id: int, uids: Sequence[int], dest_id: int) -> CopyResult:
         """Copies (sharing content) into ``dest_id``, flags and internal date preserved,
-        in ascending source UID order. NotFound for a missing mailbox."""
+        in ascending source UID order. NotFound for a missing mailbox; QuotaExceeded
+        when the destination's account would go over a limit (see :meth:`quota`)."""
 
     async def move(self, source_id: int, uids: Sequence[int], dest_id: int) -> CopyResult:
-        """Atomic copy + expunge from the source (RFC 6851)."""
+        """Atomic copy + expunge from the source (RFC 6851). Within one account it never
+        raises QuotaExceeded; into another account it is checked as :meth:`copy` is."""
 
     async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
         """Removes messages flagged \\Deleted (restricted to ``uids`` when given);

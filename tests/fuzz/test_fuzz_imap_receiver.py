@@ -156,6 +156,17 @@ TOKENS = [
     b"GETQUOTAROOT ",
     b"SETQUOTA ",
     b"(STORAGE 512 MESSAGE 0)",
+    # RFC 8508 REPLACE, RFC 6855 UTF8 append data, RFC 9394 PARTIAL
+    b"REPLACE ",
+    b"UID REPLACE 4 ",
+    b"UTF8 (",
+    b"UTF8 (~{3}\r\nabc)",
+    b"PARTIAL ",
+    b"-1:-100",
+    b"100:1",
+    b"-1:5",
+    b"(PARTIAL 1:500)",
+    b"RETURN (PARTIAL -1:-30 COUNT) ",
 ]
 token_soup = st.lists(st.sampled_from(TOKENS), max_size=60).map(b"".join)
 
@@ -217,6 +228,25 @@ object_id = st.one_of(
     st.sampled_from([b"M6d99ac3275bb4e", b"a_b-C", b'"T1"', b"a.b", b'""', b"x" * 256]),
     st.from_regex(rb"[A-Za-z0-9_-]{1,255}", fullmatch=True),
 )
+partial_text = st.one_of(
+    st.sampled_from(
+        [b"1:100", b"-1:-100", b"100:1", b"-5:-5", b"0:5", b"-1:5", b"1:*", b"5", b"1:4294967296"]
+    ),
+    st.tuples(st.booleans(), st.integers(0, 2**32), st.integers(0, 2**32)).map(
+        lambda t: b"%s%d:%s%d" % (b"-" if t[0] else b"", t[1], b"-" if t[0] else b"", t[2])
+    ),
+)
+append_data = st.tuples(
+    st.sampled_from(
+        [b"{%d}\r\n", b"{%d+}\r\n", b"~{%d}\r\n", b"UTF8 (~{%d+}\r\n", b"UTF8 ({%d}\r\n"]
+    ),
+    st.binary(max_size=5),
+).map(lambda t: t[0] % len(t[1]) + t[1] + (b")" if t[0].startswith(b"UTF8") else b""))
+append_message = st.tuples(
+    st.one_of(st.just(b""), flags.map(lambda f: f + b" ")),
+    st.sampled_from([b"", b'"01-Feb-2024 10:20:30 +0000" ', b'"31-Feb-2024 10:20:30 +0000" ']),
+    append_data,
+).map(b"".join)
 date_text = st.sampled_from([b"1-Feb-2024", b'"01-feb-2024"', b"31-Feb-2024", b"2024-02-01"])
 search_key = st.recursive(
     st.one_of(
@@ -281,6 +311,24 @@ command = st.one_of(
             max_size=3,
         ),
     ).map(lambda t: b"SETQUOTA " + t[0] + b" (" + b" ".join(r + b" " + n for r, n in t[1]) + b")"),
+    # RFC 8508 REPLACE, RFC 6855 UTF8 APPEND data (also in MULTIAPPEND), RFC 9394 PARTIAL
+    st.tuples(
+        st.sampled_from([b"REPLACE ", b"UID REPLACE "]),
+        st.sampled_from([b"1", b"4294967295", b"0", b"1:2", b"*", b"$", b"4294967296"]),
+        astr,
+        append_message,
+    ).map(lambda t: t[0] + t[1] + b" " + t[2] + b" " + t[3]),
+    st.tuples(astr, st.lists(append_message, min_size=1, max_size=3)).map(
+        lambda t: b"APPEND " + t[0] + b" " + b" ".join(t[1])
+    ),
+    st.tuples(
+        st.lists(st.sampled_from([b"MIN", b"MAX", b"COUNT", b"SAVE", b"ALL"]), max_size=2),
+        partial_text,
+        search_key,
+    ).map(lambda t: b"UID SEARCH RETURN (" + b" ".join([*t[0], b"PARTIAL " + t[1]]) + b") " + t[2]),
+    st.tuples(seq_text, partial_text, st.sampled_from([b"", b" CHANGEDSINCE 5", b" VANISHED"])).map(
+        lambda t: b"UID FETCH " + t[0] + b" (FLAGS) (PARTIAL " + t[1] + t[2] + b")"
+    ),
 )
 
 
@@ -474,3 +522,41 @@ def test_setquota_round_trip(root: str, limits: list[tuple[bytes, int]]) -> None
     else:
         expected = tuple(zip(names, (n for _, n in limits), strict=True))
         assert ev == CommandReceived(c.SetQuota("t", root, expected))
+
+
+# --- RFC 9394 PARTIAL ranges round-trip -------------------------------------------------
+
+partial_numbers = st.one_of(st.integers(0, 2**33), st.sampled_from([0, 1, 2**32 - 1, 2**32]))
+
+
+@given(partial_numbers, partial_numbers, st.booleans(), st.booleans())
+def test_partial_range_round_trip(first: int, last: int, negative: bool, mixed: bool) -> None:
+    sign1 = b"-" if negative else b""
+    sign2 = sign1 if not mixed else (b"" if negative else b"-")
+    text = b"%s%d:%s%d" % (sign1, first, sign2, last)
+    search = parse_one(b"t UID SEARCH RETURN (COUNT PARTIAL " + text + b") UNDELETED")
+    fetch = parse_one(b"t UID FETCH 1:* (FLAGS) (PARTIAL " + text + b" CHANGEDSINCE 3)")
+    if mixed or not (1 <= first <= 2**32 - 1 and 1 <= last <= 2**32 - 1):
+        assert isinstance(search, CommandError) and search.status == "BAD"
+        assert isinstance(fetch, CommandError) and fetch.status == "BAD"
+        return
+    lo, hi = min(first, last), max(first, last)
+    expected = (-lo, -hi) if negative else (lo, hi)
+    assert isinstance(search, CommandReceived) and isinstance(search.command, c.Search)
+    assert search.command.partial == expected
+    assert search.command.return_options == ("COUNT", "PARTIAL")
+    assert isinstance(fetch, CommandReceived) and isinstance(fetch.command, c.Fetch)
+    assert (fetch.command.partial, fetch.command.changed_since) == (expected, 3)
+
+
+@given(st.binary(max_size=40), st.integers(1, 2**32 - 1), st.booleans(), st.booleans())
+def test_replace_utf8_round_trip(data: bytes, target: int, uid: bool, utf8: bool) -> None:
+    prefix = b"t UID REPLACE " if uid else b"t REPLACE "
+    body = (
+        (b"UTF8 (~{%d+}\r\n" % len(data) + data + b")")
+        if utf8
+        else b"~{%d+}\r\n" % len(data) + data
+    )
+    ev = parse_one(prefix + b"%d Drafts (\\Draft) " % target + body)
+    message = c.AppendMessage(("\\Draft",), None, data, utf8)
+    assert ev == CommandReceived(c.Replace("t", uid, target, "Drafts", message))

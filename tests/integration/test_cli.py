@@ -182,6 +182,7 @@ def test_usage_errors_are_one_line(tmp_path):
 def test_help_and_version():
     r = run("--help")
     assert r.returncode == 0 and "serve" in r.stdout and "deliver" in r.stdout
+    assert "quota" in r.stdout
     r = run("user", "add", "--help")
     assert r.returncode == 0 and "--password-stdin" in r.stdout and "--data-dir" in r.stdout
     r = run("--version")
@@ -275,6 +276,123 @@ def test_deliver(data):
     r = run("deliver", "alice@example.org", "--flag", "\\Recent", "--data-dir", data,
             stdin=message)  # fmt: skip
     assert_one_line_error(r, 2, "\\Recent")
+
+
+# --- quota ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "octets"),
+    [
+        ("1024", 1024), ("0", 0), ("500b", 500), ("1k", 1024), ("1KB", 1024),
+        ("1KiB", 1024), ("2 MB", 2 * 1024**2), ("1.5GB", 3 * 1024**3 // 2),
+        ("2gib", 2 * 1024**3), ("1TB", 1024**4), ("none", None), ("Unlimited", None),
+    ],
+)  # fmt: skip
+def test_quota_size_syntax(text, octets):
+    from carteiro.cli.main import parse_size
+
+    assert parse_size(text) == octets
+
+
+@pytest.mark.parametrize(
+    ("octets", "text"),
+    [(0, "0 bytes"), (1, "1 byte"), (1023, "1023 bytes"), (1024, "1 KiB"),
+     (1536, "1.5 KiB"), (2 * 1024**3, "2 GiB"), (5 * 1024**4, "5 TiB")],
+)  # fmt: skip
+def test_quota_human_sizes(octets, text):
+    from carteiro.cli.main import human_size
+
+    assert human_size(octets) == text
+
+
+def show(data: Path, address: str) -> list[str]:
+    r = run("quota", "show", address, "--data-dir", data)
+    assert r.returncode == 0, r
+    return r.stdout.splitlines()
+
+
+def test_quota_set_show_and_deliver(data):
+    pytest.importorskip("carteiro.delivery")
+    assert run("user", "add", "alice@example.org", "--data-dir", data).returncode == 0
+    assert show(data, "alice@example.org") == [
+        "account: alice@example.org",
+        "storage: 0 bytes used, no limit",
+        "messages: 0 used, no limit",
+    ]
+    r = run("quota", "set", "ALICE@example.org", "--storage", "2GB", "--messages", "100000",
+            "--data-dir", data)  # fmt: skip
+    assert r.returncode == 0, r
+    assert r.stdout.splitlines()[0] == (
+        "set the quota of alice@example.org: storage 2 GiB, messages 100000"
+    )
+    assert show(data, "alice@example.org")[1:] == [
+        "storage: 0 bytes of 2 GiB (2147483648 octets), 0.0% used",
+        "messages: 0 of 100000, 0.0% used",
+    ]
+    # a limit not given is kept; 'none' clears one
+    r = run("quota", "set", "alice@example.org", "--messages", "none", "--data-dir", data)
+    assert r.returncode == 0, r
+    assert show(data, "alice@example.org")[1:] == [
+        "storage: 0 bytes of 2 GiB (2147483648 octets), 0.0% used",
+        "messages: 0 used, no limit",
+    ]
+    message = b"From: bob@example.org\r\nSubject: hi\r\n\r\nHello\r\n"
+    r = run("quota", "set", "alice@example.org", "--storage", str(len(message) + 10),
+            "--data-dir", data)  # fmt: skip
+    assert r.returncode == 0, r
+    assert run("deliver", "alice@example.org", "--data-dir", data, stdin=message).returncode == 0
+    assert show(data, "alice@example.org")[1:] == [
+        f"storage: {len(message)} bytes of {len(message) + 10} bytes, "
+        f"{len(message) * 100 / (len(message) + 10):.1f}% used",
+        "messages: 1 used, no limit",
+    ]
+    r = run("deliver", "alice@example.org", "--data-dir", data, stdin=message)
+    assert_one_line_error(r, 1, "not delivered to alice@example.org", "quota",
+                          "carteiro quota set alice@example.org")  # fmt: skip
+    assert show(data, "alice@example.org")[2] == "messages: 1 used, no limit"  # nothing stored
+    # lowered below the usage: shown as such, nothing removed
+    r = run("quota", "set", "alice@example.org", "--storage", "10", "--messages", "1",
+            "--data-dir", data)  # fmt: skip
+    assert r.returncode == 0, r
+    assert show(data, "alice@example.org")[1:] == [
+        f"storage: {len(message)} bytes of 10 bytes, over the limit",
+        "messages: 1 of 1, full",
+    ]
+    r = run("quota", "set", "alice@example.org", "--storage", "unlimited", "--messages", "none",
+            "--data-dir", data)  # fmt: skip
+    assert r.returncode == 0, r
+    assert show(data, "alice@example.org")[1:] == [
+        f"storage: {len(message)} bytes used, no limit",
+        "messages: 1 used, no limit",
+    ]
+
+
+def test_quota_errors(data):
+    assert run("user", "add", "alice@example.org", "--data-dir", data).returncode == 0
+    r = run("quota", "set", "alice@example.org", "--storage", "2XB", "--data-dir", data)
+    assert_one_line_error(r, 2, "'2XB' is not a size", "1 KB = 1024", "none")
+    r = run("quota", "set", "alice@example.org", "--storage", "-5", "--data-dir", data)
+    assert_one_line_error(r, 2, "is not a size")
+    r = run("quota", "set", "alice@example.org", "--storage", "9000000TB", "--data-dir", data)
+    assert_one_line_error(r, 2, "too large")
+    r = run("quota", "set", "alice@example.org", "--messages", "1e5", "--data-dir", data)
+    assert_one_line_error(r, 2, "'1e5' is not a number of messages")
+    r = run("quota", "set", "alice@example.org", "--data-dir", data)
+    assert_one_line_error(r, 2, "nothing to set", "--storage", "--messages")
+    r = run("quota", "set", "nobody@example.org", "--messages", "5", "--data-dir", data)
+    assert_one_line_error(r, 1, "no account nobody@example.org", "carteiro user list")
+    r = run("quota", "show", "nobody@example.org", "--data-dir", data)
+    assert_one_line_error(r, 1, "no account nobody@example.org")
+    r = run("quota", "show", "not-an-address", "--data-dir", data)
+    assert_one_line_error(r, 2, "alice@example.org")
+    assert_one_line_error(run("quota", "frob"), 2, "frob")
+    r = run("quota", "show", "alice@example.org", "--data-dir", data / "nowhere")
+    assert_one_line_error(r, 1, "no database")
+    assert show(data, "alice@example.org")[1:] == [
+        "storage: 0 bytes used, no limit",
+        "messages: 0 used, no limit",
+    ]
 
 
 # --- serve (needs the lead's carteiro.app) -------------------------------------------

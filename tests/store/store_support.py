@@ -110,3 +110,17 @@ async def recount_account(store: Store, account_id: int) -> None:
 async def blob_count(store: Store) -> int | None:
     counter = getattr(store, "blob_count", None)
     return None if counter is None else int(await counter())
+
+
+async def recount_quota(store: Store, account_id: int) -> tuple[int, int]:
+    """Checks the account's reported quota usage against a brute-force recount of every
+    message in every mailbox (and each mailbox's counters). Returns (octets, messages)."""
+    octets = messages = 0
+    for mailbox in await store.list_mailboxes(account_id):
+        await recount(store, mailbox.id)
+        records = await all_records(store, mailbox.id)
+        octets += sum(r.size for r in records)
+        messages += len(records)
+    quota = await store.quota(account_id)
+    assert (quota.storage_used, quota.messages_used) == (octets, messages)
+    return octets, messages

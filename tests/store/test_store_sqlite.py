@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from store_support import msg, recount
 
+from carteiro.store.errors import QuotaExceeded, StoreUnavailable
 from carteiro.store.sqlite import SqliteStore
 
 
@@ -72,21 +73,45 @@ async def test_closed_store_refuses_work(tmp_path: Path, loop: asyncio.AbstractE
         await store.create_account("v@example.org", "h")
 
 
+def old_schema(version: int) -> str:
+    """The schema script as an older version wrote it."""
+    from carteiro.store.sqlite import schema
+
+    script = schema.SCHEMA
+    if version < 3:  # no quota limits
+        v2 = script.replace(
+            "    password_hash TEXT NOT NULL,\n    quota_storage  INTEGER,\n"
+            "    quota_messages INTEGER\n",
+            "    password_hash TEXT NOT NULL\n",
+        )
+        assert v2 != script
+        script = v2
+    if version < 2:  # no save dates and thread ids
+        v1 = script.replace(
+            "    save_date     INTEGER,\n    thread_id     INTEGER NOT NULL DEFAULT 0,\n", ""
+        )
+        assert v1 != script
+        script = v1
+    return script
+
+
+def write_old_schema(path: Path, version: int) -> None:
+    from carteiro.store.sqlite import schema
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in schema._statements(old_schema(version)):
+        conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {version}")
+    conn.close()
+
+
 def test_schema_v1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     """A database written by schema 1 (before save dates and thread ids) opens, keeps its
     mail, and reports no save date for the old messages while new ones get one."""
     from carteiro.store.sqlite import schema
 
     path = tmp_path / "old.sqlite"
-    v1 = schema.SCHEMA.replace(
-        "    save_date     INTEGER,\n    thread_id     INTEGER NOT NULL DEFAULT 0,\n", ""
-    )
-    assert v1 != schema.SCHEMA
-    conn = sqlite3.connect(path, isolation_level=None)
-    for statement in schema._statements(v1):
-        conn.execute(statement)
-    conn.execute("PRAGMA user_version = 1")
-    conn.close()
+    write_old_schema(path, 1)
 
     async def run() -> None:
         store = SqliteStore(path)
@@ -112,3 +137,79 @@ def test_schema_v1_database_is_upgraded_in_place(tmp_path: Path) -> None:
         check.close()
 
     asyncio.run(run())
+
+
+def test_schema_v2_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A database written by schema 2 (before quotas) opens with its mail, unlimited
+    accounts and exact usage at once (no backfill), and takes limits afterwards."""
+    from carteiro.store.interface import Quota
+    from carteiro.store.sqlite import schema
+
+    path = tmp_path / "v2.sqlite"
+    write_old_schema(path, 2)
+    data = [b"Subject: a\r\n\r\none\r\n", b"Subject: b\r\n\r\ntwo, longer\r\n"]
+
+    async def fill() -> None:
+        # write mail with schema 2's columns only, as a version-2 program would have
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("INSERT INTO accounts (id, address, password_hash) VALUES (1, 'o@x.org', 'h')")
+        conn.execute(
+            "INSERT INTO mailboxes (id, account_id, name, uidvalidity) VALUES (1, 1, 'INBOX', 7)"
+        )
+        for uid, body in enumerate(data, 1):
+            conn.execute(
+                "INSERT INTO blobs (sha256, size, meta, data) VALUES (?, ?, x'', ?)",
+                (bytes([uid]) * 32, len(body), body),
+            )
+            conn.execute(
+                "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, tz_offset,"
+                " size, blob_id) VALUES (1, ?, 1, 0, 0, 0, ?, ?)",
+                (uid, len(body), uid),
+            )
+        conn.execute("UPDATE mailboxes SET uidnext = 3, highest_modseq = 2")
+        conn.close()
+
+    async def run() -> None:
+        await fill()
+        store = SqliteStore(path)
+        await store.open()
+        try:
+            assert await store.quota(1) == Quota(None, sum(map(len, data)), None, 2)
+            assert await store.check() == []
+            await store.set_quota("o@x.org", None, 2)
+            with pytest.raises(QuotaExceeded):
+                await store.append(1, [msg()])
+        finally:
+            await store.close()
+        reopened = SqliteStore(path)
+        await reopened.open()  # already at version 3: no second upgrade
+        try:
+            assert await reopened.quota(1) == Quota(None, sum(map(len, data)), 2, 2)
+        finally:
+            await reopened.close()
+        check = sqlite3.connect(path)
+        assert check.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION == 3
+        check.close()
+
+    asyncio.run(run())
+
+
+def test_failed_upgrade_leaves_the_old_database(tmp_path: Path) -> None:
+    """The upgrade is one transaction: if it fails, the version-2 file is as it was."""
+    path = tmp_path / "v2.sqlite"
+    write_old_schema(path, 2)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("ALTER TABLE accounts ADD COLUMN quota_messages TEXT")  # makes step 3 fail
+    conn.close()
+
+    async def run() -> None:
+        store = SqliteStore(path)
+        with pytest.raises(StoreUnavailable):
+            await store.open()
+
+    asyncio.run(run())
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == 2
+    columns = [r[1] for r in check.execute("PRAGMA table_info(accounts)")]
+    assert "quota_storage" not in columns
+    check.close()

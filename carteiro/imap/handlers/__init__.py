@@ -8,6 +8,8 @@ from carteiro.imap.handlers import (  # noqa: F401
     general,
     idle,
     mailboxes,
+    quota,
+    replace,
     search,
     select,
     store_flags,

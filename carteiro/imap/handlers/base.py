@@ -7,12 +7,14 @@ through ``ctx.send``; the adapter adds pending mailbox updates and the tagged re
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from carteiro.imap.config import ImapConfig
 from carteiro.imap.protocol import commands as c
+from carteiro.imap.protocol.wire import quoted
 from carteiro.imap.state import BadMailboxName, Session, State
 from carteiro.store import errors as se
 from carteiro.store.interface import Store
@@ -67,6 +69,10 @@ def bad(text: str, code: str | None = None) -> Result:
     return Result("BAD", text, code)
 
 
+#: RFC 9585 INPROGRESS: a command running longer than this tells the client how far it is
+PROGRESS_AFTER = 1.0
+
+
 @dataclass
 class Context:
     session: Session
@@ -74,9 +80,27 @@ class Context:
     config: ImapConfig
     conn: Connection
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the running command's tag and start (monotonic), set by the adapter
+    tag: str = ""
+    started: float = 0.0
+    _last_progress: float = 0.0
 
     def send(self, data: bytes) -> None:
         self.conn.send(data)
+
+    def progress(self, done: int, total: int | None) -> None:
+        """RFC 9585: ``* OK [INPROGRESS ("tag" done total)]`` at most once a second, once
+        the command has run for :data:`PROGRESS_AFTER` seconds."""
+        now = time.monotonic()
+        if now - self.started < PROGRESS_AFTER or now - self._last_progress < PROGRESS_AFTER:
+            return
+        self._last_progress = now
+        goal = b"NIL" if total is None else b"%d" % total
+        self.send(
+            b"* OK [INPROGRESS ("
+            + quoted(self.tag.encode())
+            + b" %d %s)] Working\r\n" % (done, goal)
+        )
 
 
 class CommandFailed(Exception):

@@ -20,7 +20,7 @@ from carteiro.imap.handlers.base import (
     not_uid,
     ok,
 )
-from carteiro.imap.handlers.messages import Selection, resolve
+from carteiro.imap.handlers.messages import Selection, partial_slice, resolve
 from carteiro.imap.protocol import commands as c
 from carteiro.imap.protocol.fetch_attrs import (
     BinarySize,
@@ -203,6 +203,7 @@ async def _fetch(ctx: Context, cmd: c.Fetch, sel_: Selection) -> None:
     need_meta, need_raw = _needs(attrs)
     mark_seen = not sel.readonly and any(sets_seen(a) for a in attrs)
     for start in range(0, len(sel_.uids), CHUNK):
+        ctx.progress(start, len(sel_.uids))
         chunk = sel_.uids[start : start + CHUNK]
         records = await load_records(ctx, sel.uids, chunk, sel.info.id)
         if cmd.changed_since is not None:
@@ -311,5 +312,7 @@ async def fetch(ctx: Context, cmd: c.Fetch) -> Result:
         changes = await ctx.store.changes_since(sel.info.id, cmd.changed_since)
         changed = {u.uid for u in changes.updated}
         selection = Selection([u for u in selection.uids if u in changed])
+    if cmd.partial is not None:
+        selection = Selection(partial_slice(selection.uids, cmd.partial))
     await _fetch(ctx, cmd, selection)
     return ok("FETCH completed")

@@ -36,7 +36,12 @@ async def id_(ctx: Context, cmd: c.Id) -> Result:
 
 
 #: what ENABLE accepts (RFC 5161); unknown names are ignored, as the RFC requires
-_ENABLEABLE = {"IMAP4REV2": "IMAP4rev2", "CONDSTORE": "CONDSTORE", "QRESYNC": "QRESYNC"}
+_ENABLEABLE = {
+    "IMAP4REV2": "IMAP4rev2",
+    "CONDSTORE": "CONDSTORE",
+    "QRESYNC": "QRESYNC",
+    "UTF8=ACCEPT": "UTF8=ACCEPT",
+}
 
 
 @command(c.Enable, AUTH)
@@ -54,6 +59,8 @@ async def enable(ctx: Context, cmd: c.Enable) -> Result:
             ctx.session.condstore = True
         elif name == "QRESYNC":  # RFC 7162 §3.2.3: implies CONDSTORE
             ctx.session.qresync = ctx.session.condstore = True
+        elif name == "UTF8=ACCEPT":
+            ctx.session.utf8_accept = True
     ctx.send(b"* ENABLED" + b"".join(b" " + n.encode() for n in newly) + b"\r\n")
     return ok("ENABLE completed")
 
@@ -73,7 +80,7 @@ async def unauthenticate(ctx: Context, cmd: c.Unauthenticate) -> Result:
     s.account = None
     s.state = State.NOT_AUTHENTICATED
     s.enabled.clear()
-    s.rev2 = s.condstore = s.qresync = False
+    s.rev2 = s.condstore = s.qresync = s.utf8_accept = False
     return ok("UNAUTHENTICATE completed")
 
 

@@ -13,6 +13,16 @@ class Selection:
     uids: list[int]  # ascending, all currently in the session's MSN map
 
 
+def partial_slice(values: list[int], window: tuple[int, int]) -> list[int]:
+    """RFC 9394 PARTIAL: positions first..last (1-based) of ``values``, or counted from
+    the end when negative (``-1:-100`` is the last hundred)."""
+    a, b = sorted((abs(window[0]), abs(window[1])))
+    if window[0] > 0:
+        return values[a - 1 : b]
+    n = len(values)
+    return values[max(0, n - b) : max(0, n - a + 1)]
+
+
 def resolve(ctx: Context, seqs: SequenceSet, uid: bool) -> Selection:
     sel = ctx.session.selected
     assert sel is not None

@@ -6,6 +6,7 @@ import time
 
 from carteiro.imap.handlers.base import SELECTED, Context, Result, bad, command, not_uid, ok
 from carteiro.imap.handlers.fetch import CHUNK, by_size
+from carteiro.imap.handlers.messages import partial_slice
 from carteiro.imap.protocol import commands as c
 from carteiro.imap.protocol.sequence_set import from_numbers
 from carteiro.imap.protocol.wire import quoted
@@ -19,7 +20,7 @@ from carteiro.imap.search_eval import (
 from carteiro.message.meta import MessageMeta
 from carteiro.store.interface import MessageRecord
 
-_RETURN = {"MIN", "MAX", "ALL", "COUNT", "SAVE"}
+_RETURN = {"MIN", "MAX", "ALL", "COUNT", "SAVE", "PARTIAL"}
 
 
 async def run_search(ctx: Context, cmd: c.Search) -> list[tuple[int, int, int]]:
@@ -32,6 +33,7 @@ async def run_search(ctx: Context, cmd: c.Search) -> list[tuple[int, int, int]]:
     hits: list[tuple[int, int, int]] = []
     uids = sel.uids
     for start in range(0, len(uids), CHUNK * 4):
+        ctx.progress(start, len(uids))
         chunk = uids[start : start + CHUNK * 4]
         records = await ctx.store.records_range(sel.info.id, chunk[0], chunk[-1], len(chunk))
         infos = (
@@ -98,6 +100,8 @@ async def search(ctx: Context, cmd: c.Search) -> Result:
         return ok("SEARCH completed")
 
     wanted = set(opts or ()) - {"SAVE"} or {"ALL"}
+    if cmd.partial is not None:
+        wanted.discard("PARTIAL")
     parts = [b"* ESEARCH (TAG " + quoted(cmd.tag.encode()) + b")"]
     if cmd.uid:
         parts.append(b"UID")
@@ -110,6 +114,11 @@ async def search(ctx: Context, cmd: c.Search) -> Result:
         parts.append(b"COUNT %d" % len(numbers))
     if numbers and "ALL" in wanted:
         parts.append(b"ALL " + str(from_numbers(numbers)).encode())
+    if cmd.partial is not None:
+        first, last = cmd.partial
+        window = partial_slice(numbers, cmd.partial)
+        found = str(from_numbers(window)).encode() if window else b"NIL"
+        parts.append(b"PARTIAL (%d:%d %s)" % (first, last, found))
     if top_modseq:
         parts.append(b"MODSEQ %d" % top_modseq)
     ctx.send(b" ".join(parts) + b"\r\n")

@@ -24,6 +24,7 @@ async def store(ctx: Context, cmd: c.Store) -> Result:
     flags = frozenset(cmd.flags)
     modified: list[int] = []
     for start in range(0, len(uids), CHUNK):
+        ctx.progress(start, len(uids))
         chunk = uids[start : start + CHUNK]
         if cmd.unchanged_since is None:
             updates = await ctx.store.store_flags(sel.info.id, chunk, cmd.mode, flags)

@@ -205,6 +205,8 @@ class AppendMessage:
     flags: tuple[str, ...]
     internal_date: datetime.datetime | None  # timezone-aware
     data: bytes
+    #: RFC 6855 ``UTF8 (~{n})``: the client says the message has UTF-8 headers
+    utf8: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +220,17 @@ class Append(Command):
 @dataclass(frozen=True, slots=True)
 class Idle(Command):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class Replace(Command):
+    """RFC 8508 REPLACE / UID REPLACE: append ``message`` to ``mailbox`` and expunge the
+    message ``target`` (an MSN, or a UID with ``uid``) of the selected mailbox, atomically."""
+
+    uid: bool
+    target: int
+    mailbox: str
+    message: AppendMessage
 
 
 # --- selected ------------------------------------------------------------------------
@@ -255,6 +268,8 @@ class Search(Command):
     charset: str | None
     key: SearchKey
     return_options: tuple[str, ...] | None = None
+    #: RFC 9394 ``RETURN (PARTIAL first:last)``; negative values count from the end
+    partial: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +282,8 @@ class Fetch(Command):
     changed_since: int | None = None
     #: RFC 7162 ``VANISHED`` (UID FETCH with CHANGEDSINCE only)
     vanished: bool = False
+    #: RFC 9394 ``(PARTIAL first:last)``: only that slice of the matching messages
+    partial: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from carteiro.imap.protocol.sequence_set import Bound, SequenceSet
 
@@ -36,6 +36,8 @@ LITERAL_AT_END = re.compile(rb"(~?)\{([0-9]{1,20})(\+?)\}\Z")
 _DIGITS = re.compile(rb"[0-9]+")
 _SEQ_TOKEN = re.compile(rb"[0-9:*,$]+")
 _SEQ_ITEM = re.compile(rb"(\*|[1-9][0-9]*)(?::(\*|[1-9][0-9]*))?\Z")
+# RFC 9394 partial-range, up to the next delimiter (validated afterwards)
+_PARTIAL = re.compile(rb"(-?)([0-9]+):(-?)([0-9]+)(?![^ )])")
 _DATE = re.compile(rb"([0-9]{1,2})-([A-Za-z]{3})-([0-9]{4})")
 _DATE_TIME = re.compile(
     rb'" ?([0-9]{1,2})-([A-Za-z]{3})-([0-9]{4})'
@@ -265,6 +267,29 @@ class Cursor:
             raise ParseError("Expected sequence set")
         return parse_sequence_set(m.group())
 
+    def partial_range(self) -> tuple[int, int]:
+        """RFC 9394 ``partial-range``: ``nz-number ":" nz-number`` (from the first
+        match) or ``"-" nz-number ":" "-" nz-number`` (from the last match).
+
+        A range and its reverse mean the same, so the result is normalised: the end
+        nearer the start of the results comes first, e.g. ``(1, 100)`` for ``100:1``
+        and ``(-1, -100)`` for ``-100:-1``."""
+        m = self.match(_PARTIAL)
+        if m is None:
+            raise ParseError("Invalid PARTIAL range")
+        sign1, first, sign2, last = m.groups()
+        if sign1 != sign2:
+            raise ParseError("PARTIAL range mixes signs")
+        values: list[int] = []
+        for digits in (first, last):
+            if digits[0] == ord("0"):
+                raise ParseError("Invalid PARTIAL range")
+            if len(digits) > 10 or int(digits) > MAX_NUMBER:
+                raise ParseError("Number too large")
+            values.append(int(digits))
+        lo, hi = min(values), max(values)
+        return (-lo, -hi) if sign1 else (lo, hi)
+
     def date(self) -> datetime.date:
         quoted = self.maybe(b'"')
         m = self.match(_DATE)
@@ -340,8 +365,13 @@ class Cursor:
             return token.decode("ascii")
         return decode_utf8(self.astring("value"), "value")
 
-    def ext_params(self) -> tuple[tuple[str, object], ...]:
-        """``"(" name [SP value] *(SP name [SP value]) ")"`` (select/fetch/store modifiers)."""
+    def ext_params(
+        self, readers: Mapping[str, Callable[[Cursor], object]] | None = None
+    ) -> tuple[tuple[str, object], ...]:
+        """``"(" name [SP value] *(SP name [SP value]) ")"`` (select/fetch/store modifiers).
+
+        ``readers`` maps (upper-case) parameter names whose value has its own grammar
+        to a reader; such a parameter must have a value."""
         self.expect(b"(", "parameter list")
         self.enter()
         params: list[tuple[str, object]] = []
@@ -349,7 +379,13 @@ class Cursor:
             name = self.word("parameter name")
             value: object = None
             nxt = self.line[self.pos + 1 : self.pos + 2]
-            if self.peek() == ord(" ") and nxt and nxt in b"(0123456789*$":
+            reader = readers.get(name) if readers else None
+            if reader is not None:
+                if self.peek() != ord(" ") or not nxt or nxt in b" )":
+                    raise ParseError(f"Missing {name} value")
+                self.sp()
+                value = reader(self)
+            elif self.peek() == ord(" ") and nxt and nxt in b"(0123456789*$-":
                 self.sp()
                 value = self.tagged_ext_val()
             params.append((name, value))

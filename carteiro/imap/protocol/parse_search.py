@@ -1,12 +1,12 @@
 """SEARCH program parsing (RFC 9051 §6.4.4, plus the RFC 3501 keys NEW, OLD, RECENT,
 the RFC 7162 key MODSEQ, RFC 5032 OLDER/YOUNGER, the RFC 8514 SAVED* keys and the
-RFC 8474 keys EMAILID/THREADID)."""
+RFC 8474 keys EMAILID/THREADID) and the RFC 9394 return option PARTIAL."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from carteiro.imap.protocol.grammar import MAX_NUMBER64, Cursor, ParseError
 from carteiro.imap.protocol.search_keys import (
@@ -29,7 +29,7 @@ from carteiro.imap.protocol.search_keys import (
 
 #: Charsets accepted by ``SEARCH CHARSET`` (upper-cased); others get ``NO [BADCHARSET]``.
 SUPPORTED_CHARSETS = frozenset({"US-ASCII", "UTF-8"})
-RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE", "PARTIAL"})
 
 _FLAG_KEYS: dict[str, SearchKey] = {
     "ALL": All(),
@@ -234,29 +234,52 @@ _ARG_KEYS: dict[str, Callable[[Cursor], SearchKey]] = {
 }
 
 
-def parse_search_args(
-    cur: Cursor,
-) -> tuple[str | None, SearchKey, tuple[str, ...] | None]:
+class SearchArgs(NamedTuple):
+    charset: str | None
+    key: SearchKey
+    return_options: tuple[str, ...] | None
+    #: RFC 9394 ``PARTIAL`` range, normalised (see :meth:`Cursor.partial_range`)
+    partial: tuple[int, int] | None
+
+
+def _return_options(cur: Cursor) -> tuple[tuple[str, ...], tuple[int, int] | None]:
+    """``"(" [search-return-opt *(SP search-return-opt)] ")"`` after ``RETURN SP``."""
+    cur.expect(b"(", "return options")
+    opts: list[str] = []
+    partial: tuple[int, int] | None = None
+    if not cur.maybe(b")"):
+        while True:
+            opt = cur.word("return option")
+            if opt not in RETURN_OPTIONS:
+                raise ParseError("Unknown search return option")
+            if opt == "PARTIAL":
+                # RFC 5267 §4.4 / RFC 9394 §3.1: one PARTIAL, one ALL, or neither
+                if partial is not None:
+                    raise ParseError("Duplicate PARTIAL")
+                if cur.peek() != ord(" "):
+                    raise ParseError("Missing PARTIAL value")
+                cur.sp()
+                partial = cur.partial_range()
+            opts.append(opt)
+            if cur.maybe(b")"):
+                break
+            cur.sp()
+    if partial is not None and "ALL" in opts:
+        raise ParseError("PARTIAL and ALL are mutually exclusive")
+    return tuple(dict.fromkeys(opts)), partial
+
+
+def parse_search(cur: Cursor) -> SearchArgs:
     """After ``SEARCH``: ``[SP RETURN (...)] SP [CHARSET x SP] key *(SP key)``.
 
-    Returns ``(charset, key, return_options)``; the cursor is left at the command end.
+    The cursor is left at the command end.
     """
     cur.sp()
     return_options: tuple[str, ...] | None = None
+    partial: tuple[int, int] | None = None
     if cur.maybe_word(b"RETURN"):
         cur.sp()
-        cur.expect(b"(", "return options")
-        opts: list[str] = []
-        if not cur.maybe(b")"):
-            while True:
-                opt = cur.word("return option")
-                if opt not in RETURN_OPTIONS:
-                    raise ParseError("Unknown search return option")
-                opts.append(opt)
-                if cur.maybe(b")"):
-                    break
-                cur.sp()
-        return_options = tuple(dict.fromkeys(opts))
+        return_options, partial = _return_options(cur)
         cur.sp()
     charset: str | None = None
     if cur.maybe_word(b"CHARSET"):
@@ -270,4 +293,12 @@ def parse_search_args(
         cur.sp()
         keys.append(_key(cur))
     key = keys[0] if len(keys) == 1 else And(tuple(keys))
+    return SearchArgs(charset, key, return_options, partial)
+
+
+def parse_search_args(
+    cur: Cursor,
+) -> tuple[str | None, SearchKey, tuple[str, ...] | None]:
+    """:func:`parse_search` without the PARTIAL range: ``(charset, key, return_options)``."""
+    charset, key, return_options, _ = parse_search(cur)
     return charset, key, return_options

@@ -22,7 +22,7 @@ from carteiro.imap.protocol.grammar import (
     parse_sequence_set,
 )
 from carteiro.imap.protocol.parse_fetch import parse_fetch_attrs
-from carteiro.imap.protocol.parse_search import parse_search_args
+from carteiro.imap.protocol.parse_search import parse_search
 from carteiro.imap.protocol.sequence_set import SequenceSet
 
 #: Items accepted in ``STATUS`` and ``LIST ... RETURN (STATUS (...))``.
@@ -380,24 +380,64 @@ def _setquota(cur: Cursor, tag: str) -> c.Command:
     return c.SetQuota(tag, root, tuple(limits))
 
 
+def _append_message(cur: Cursor) -> c.AppendMessage:
+    """``SP [flag-list SP] [date-time SP] append-data`` where ``append-data`` is a
+    literal or literal8, or RFC 6855 ``"UTF8" SP "(" literal8 ")"``."""
+    cur.sp()
+    flags: tuple[str, ...] = ()
+    if cur.peek() == ord("("):
+        flags = cur.flag_list()
+        cur.sp()
+    date = None
+    if cur.peek() == ord('"'):
+        date = cur.date_time()
+        cur.sp()
+    if cur.maybe_word(b"UTF8"):
+        cur.sp()
+        cur.expect(b"(", "( after UTF8")
+        if cur.peek_bytes(2) != b"~{":
+            raise ParseError("Expected literal8 after UTF8")
+        data = cur.literal(allow8=True)
+        cur.expect(b")", ") after UTF8 literal")
+        return c.AppendMessage(flags, date, data, utf8=True)
+    if not cur.at_literal():
+        raise ParseError("Expected message literal")
+    return c.AppendMessage(flags, date, cur.literal(allow8=True))
+
+
 def _append(cur: Cursor, tag: str) -> c.Command:
     cur.sp()
     mailbox = cur.mailbox()
     messages: list[c.AppendMessage] = []
     while not cur.at_end() or not messages:
-        cur.sp()
-        flags: tuple[str, ...] = ()
-        if cur.peek() == ord("("):
-            flags = cur.flag_list()
-            cur.sp()
-        date = None
-        if cur.peek() == ord('"'):
-            date = cur.date_time()
-            cur.sp()
-        if not cur.at_literal():
-            raise ParseError("Expected message literal")
-        messages.append(c.AppendMessage(flags, date, cur.literal(allow8=True)))
+        messages.append(_append_message(cur))
     return c.Append(tag, mailbox, tuple(messages))
+
+
+_REPLACE_TARGET = re.compile(rb"[0-9:*,$]+")
+
+
+def _replace(uid: bool) -> Handler:
+    """RFC 8508 ``[UID SP] REPLACE SP seq-number SP mailbox append-message``. Only a
+    single message number (or UID) is accepted: no sequence set, ``*`` or ``$``."""
+
+    def parse(cur: Cursor, tag: str) -> c.Command:
+        cur.sp()
+        m = cur.match(_REPLACE_TARGET)
+        if m is None:
+            raise ParseError("Expected message number")
+        token = m.group()
+        if not token.isdigit():
+            raise ParseError("REPLACE takes a single message number")
+        if token[0] == ord("0"):
+            raise ParseError("Expected non-zero number")
+        if len(token) > 10 or int(token) > MAX_NUMBER:
+            raise ParseError("Number too large")
+        cur.sp()
+        mailbox = cur.mailbox()
+        return c.Replace(tag, uid, int(token), mailbox, _append_message(cur))
+
+    return parse
 
 
 def _expunge(cur: Cursor, tag: str) -> c.Command:
@@ -411,10 +451,17 @@ def _uid_expunge(cur: Cursor, tag: str) -> c.Command:
 
 def _search(uid: bool) -> Handler:
     def parse(cur: Cursor, tag: str) -> c.Command:
-        charset, key, returns = parse_search_args(cur)
-        return c.Search(tag, uid, charset, key, returns)
+        args = parse_search(cur)
+        return c.Search(tag, uid, args.charset, args.key, args.return_options, args.partial)
 
     return parse
+
+
+#: FETCH modifiers whose value is not a generic ``tagged-ext-val``: RFC 9394
+#: ``PARTIAL SP partial-range`` (kept in ``modifiers`` as the normalised pair).
+_FETCH_MODIFIER_READERS: dict[str, Callable[[Cursor], object]] = {
+    "PARTIAL": Cursor.partial_range,
+}
 
 
 def _fetch(uid: bool) -> Handler:
@@ -426,12 +473,16 @@ def _fetch(uid: bool) -> Handler:
         modifiers: tuple[tuple[str, object], ...] = ()
         changed_since: int | None = None
         vanished = False
+        partial: tuple[int, int] | None = None
         if cur.maybe(b" "):
-            modifiers = cur.ext_params()
+            modifiers = cur.ext_params(_FETCH_MODIFIER_READERS)
             _check_unique(modifiers, "FETCH modifier")
             for name, value in modifiers:
                 if name == "CHANGEDSINCE":
                     changed_since = _modseq(value, "CHANGEDSINCE")
+                elif name == "PARTIAL":
+                    assert isinstance(value, tuple)
+                    partial = (value[0], value[1])
                 elif name == "VANISHED":
                     if value is not None:
                         raise ParseError("VANISHED takes no value")
@@ -442,7 +493,7 @@ def _fetch(uid: bool) -> Handler:
                 raise ParseError("VANISHED is only allowed in UID FETCH")
             if vanished and changed_since is None:
                 raise ParseError("VANISHED requires CHANGEDSINCE")
-        return c.Fetch(tag, uid, seqs, attrs, modifiers, changed_since, vanished)
+        return c.Fetch(tag, uid, seqs, attrs, modifiers, changed_since, vanished, partial)
 
     return parse
 
@@ -520,6 +571,7 @@ COMMANDS: dict[str, Handler] = {
     "STATUS": _status,
     "APPEND": _append,
     "IDLE": _noargs(c.Idle),
+    "REPLACE": _replace(False),
     "CHECK": _noargs(c.Check),
     "CLOSE": _noargs(c.Close),
     "UNSELECT": _noargs(c.Unselect),
@@ -537,6 +589,7 @@ UID_COMMANDS: dict[str, Handler] = {
     "STORE": _store(True),
     "COPY": _copy_move(c.Copy, True),
     "MOVE": _copy_move(c.Move, True),
+    "REPLACE": _replace(True),
 }
 
 _HEAD = re.compile(rb"([^ ]*)(?: ([A-Za-z0-9.-]+)(?: ([A-Za-z0-9.-]+))?)?")

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from carteiro.store.errors import AlreadyExists, NotAllowed, NotFound
+from carteiro.store.errors import AlreadyExists, NotAllowed, NotFound, QuotaExceeded
 from carteiro.store.flags import (
     DELETED,
     decode,
@@ -20,7 +20,14 @@ from carteiro.store.flags import (
     join_keywords,
     split_keywords,
 )
-from carteiro.store.interface import Account, CopyResult, FlagUpdate, MailboxInfo, NewMessage
+from carteiro.store.interface import (
+    Account,
+    CopyResult,
+    FlagUpdate,
+    MailboxInfo,
+    NewMessage,
+    Quota,
+)
 from carteiro.store.names import INBOX, check_name, inferior_bounds, is_inferior, parents
 from carteiro.store.sqlite.writer import Events
 
@@ -32,6 +39,8 @@ DEFAULT_MAILBOXES = (
     ("Archive", "\\Archive"),
 )
 MAX_UID = 2**32 - 1
+#: the largest limit SQLite's INTEGER holds (RFC 9208 number64 is no larger)
+MAX_QUOTA = 2**63 - 1
 
 MAILBOX_COLUMNS = (
     "b.id, b.account_id, b.name, b.uidvalidity, b.uidnext, b.highest_modseq, b.special_use,"
@@ -229,6 +238,66 @@ def _drop_mailboxes(conn: sqlite3.Connection, ids: list[int]) -> None:
         conn.execute("DELETE FROM mailboxes WHERE id = ?", (mid,))
 
 
+# --- quota (RFC 9208) ----------------------------------------------------------------
+def set_quota(
+    conn: sqlite3.Connection,
+    events: Events,
+    account: str | int,
+    storage: int | None,
+    messages: int | None,
+) -> None:
+    for name, value in (("storage", storage), ("messages", messages)):
+        if value is not None and not 0 <= value <= MAX_QUOTA:
+            raise ValueError(f"{name} limit {value} is out of range")
+    column = "address" if isinstance(account, str) else "id"
+    cur = conn.execute(
+        f"UPDATE accounts SET quota_storage = ?, quota_messages = ? WHERE {column} = ?",
+        (storage, messages, account),
+    )
+    if cur.rowcount == 0:
+        raise NotFound("no such account")
+
+
+def read_quota(conn: sqlite3.Connection, account_id: int) -> Quota:
+    """Limits and usage: the sum of the account's per-mailbox counters (exact, kept by
+    the triggers), over the few rows of the ``(account_id, name)`` index."""
+    row = _one(
+        conn,
+        "SELECT a.quota_storage, coalesce(sum(b.size), 0),"
+        " a.quota_messages, coalesce(sum(b.messages), 0)"
+        " FROM accounts a LEFT JOIN mailboxes b ON b.account_id = a.id"
+        " WHERE a.id = ? GROUP BY a.id",
+        (account_id,),
+    )
+    if not row:
+        raise NotFound("no such account")
+    return Quota(row[0], int(row[1]), row[2], int(row[3]))
+
+
+def check_quota(conn: sqlite3.Connection, account_id: int, messages: int, octets: int) -> None:
+    """Raises QuotaExceeded if adding ``messages`` messages of ``octets`` in total would
+    take the account over a limit. Called by the writer inside the change's own
+    transaction, before the change: check and change are one atomic step."""
+    if messages <= 0 and octets <= 0:
+        return
+    limits = _one(
+        conn, "SELECT quota_storage, quota_messages FROM accounts WHERE id = ?", (account_id,)
+    )
+    if not limits or (limits[0] is None and limits[1] is None):
+        return  # unlimited: no need to sum the usage
+    q = read_quota(conn, account_id)
+    if q.messages_limit is not None and q.messages_used + messages > q.messages_limit:
+        raise QuotaExceeded(
+            f"message quota of {q.messages_limit} exceeded"
+            f" ({q.messages_used} stored, {messages} more refused)"
+        )
+    if q.storage_limit is not None and q.storage_used + octets > q.storage_limit:
+        raise QuotaExceeded(
+            f"storage quota of {q.storage_limit} octets exceeded"
+            f" ({q.storage_used} used, {octets} more refused)"
+        )
+
+
 # --- mailboxes -----------------------------------------------------------------------
 def create_mailbox(
     conn: sqlite3.Connection,
@@ -286,7 +355,7 @@ def rename_mailbox(
             )
         ]
         if uids:
-            _copy_rows(conn, old_id, uids, new_id)
+            _copy_rows(conn, old_id, uids, new_id, quota_account=None)
             _expunge_rows(conn, old_id, uids)
             events.add((account_id, old_id))
         return
@@ -399,6 +468,8 @@ def append(
     if not messages:
         return CopyResult(get_mailbox(conn, mailbox_id).uidvalidity, [], [])
     account_id, uidvalidity, first_uid, modseq = _bump(conn, mailbox_id, len(messages))
+    # raising here rolls back the bump with the rest of this operation's savepoint
+    check_quota(conn, account_id, len(messages), sum(len(m.data) for m in messages))
     keywords = _Keywords(conn, mailbox_id)
     rows = []
     saved = int(time.time())
@@ -535,9 +606,14 @@ def _store_keywords(
 
 
 def _copy_rows(
-    conn: sqlite3.Connection, source_id: int, uids: list[int], dest_id: int
+    conn: sqlite3.Connection,
+    source_id: int,
+    uids: list[int],
+    dest_id: int,
+    quota_account: int | None,
 ) -> tuple[int, list[int], list[int]]:
-    """Copies the existing ``uids`` (sorted) of ``source_id``: (uidvalidity, src, dest)."""
+    """Copies the existing ``uids`` (sorted) of ``source_id``: (uidvalidity, src, dest).
+    The copies are charged to ``quota_account`` (None: a move within one account)."""
     cond, params = uid_filter(uids)
     rows = conn.execute(
         "SELECT uid, flags, keywords, internal_date, tz_offset, size, blob_id, thread_id"
@@ -548,6 +624,8 @@ def _copy_rows(
     if not rows:
         dest = get_mailbox(conn, dest_id)
         return dest.uidvalidity, [], []
+    if quota_account is not None:
+        check_quota(conn, quota_account, len(rows), sum(int(r[5]) for r in rows))
     _account_id, uidvalidity, first_uid, modseq = _bump(conn, dest_id, len(rows))
     keywords = _Keywords(conn, dest_id) if dest_id != source_id else None
     out = []
@@ -589,7 +667,9 @@ def copy(
 ) -> CopyResult:
     source_account = _account_of(conn, source_id)
     dest_account = _account_of(conn, dest_id)
-    uidvalidity, src, dest = _copy_rows(conn, source_id, normalise_uids(uids), dest_id)
+    # a move within one account leaves its usage as it was: never refused for quota
+    charged = None if move and source_account == dest_account else dest_account
+    uidvalidity, src, dest = _copy_rows(conn, source_id, normalise_uids(uids), dest_id, charged)
     if src:
         events.add((dest_account, dest_id))
         if move:

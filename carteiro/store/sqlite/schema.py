@@ -15,6 +15,12 @@ Design notes
   reading the metadata never walks the overflow pages of the content.
 * ``expunged`` keeps (mailbox, uid, modseq) of every expunge for ``changes_since``
   (and QRESYNC VANISHED later).
+* Quotas (RFC 9208): the limits are two nullable columns of ``accounts`` (NULL is
+  unlimited). Usage is not stored a second time: it is the sum of the per-mailbox
+  ``messages`` and ``size`` counters above, which the triggers already keep exact in
+  the same transaction as every change. Summing an account's few mailbox rows (on the
+  ``(account_id, name)`` index) costs microseconds, adds no write to the message hot
+  path and cannot drift from the counters STATUS reports.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import sqlite3
 
 from carteiro.store.flags import DELETED, SEEN
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS counters (
@@ -34,7 +40,9 @@ CREATE TABLE IF NOT EXISTS counters (
 CREATE TABLE IF NOT EXISTS accounts (
     id            INTEGER PRIMARY KEY,
     address       TEXT NOT NULL UNIQUE COLLATE NOCASE,
-    password_hash TEXT NOT NULL
+    password_hash TEXT NOT NULL,
+    quota_storage  INTEGER,
+    quota_messages INTEGER
 );
 
 CREATE TABLE IF NOT EXISTS mailboxes (
@@ -165,10 +173,15 @@ def migrate(conn: sqlite3.Connection) -> None:
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
-        if version == 1:
+        if 1 <= version < 2:
             # v2: RFC 8514 save dates and RFC 8474 thread ids (NULL / 0 for older mail)
             conn.execute("ALTER TABLE messages ADD COLUMN save_date INTEGER")
             conn.execute("ALTER TABLE messages ADD COLUMN thread_id INTEGER NOT NULL DEFAULT 0")
+        if 1 <= version < 3:
+            # v3: RFC 9208 quota limits per account (NULL: unlimited); usage needs no
+            # backfill, it is summed from the per-mailbox counters
+            conn.execute("ALTER TABLE accounts ADD COLUMN quota_storage INTEGER")
+            conn.execute("ALTER TABLE accounts ADD COLUMN quota_messages INTEGER")
         for statement in _statements(SCHEMA):
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

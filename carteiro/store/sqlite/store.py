@@ -29,6 +29,7 @@ from carteiro.store.interface import (
     MessageRecord,
     NewMessage,
     ObjectInfo,
+    Quota,
 )
 from carteiro.store.notify import Notifier
 from carteiro.store.sqlite import ops
@@ -132,6 +133,18 @@ class SqliteStore:
 
     async def delete_account(self, address: str) -> None:
         await self._writer.submit(partial(ops.delete_account, address=address))
+
+    # --- quota ---------------------------------------------------------------------
+    async def set_quota(
+        self, address_or_account: str | int, storage: int | None, messages: int | None
+    ) -> None:
+        await self._writer.submit(
+            partial(ops.set_quota, account=address_or_account, storage=storage, messages=messages)
+        )
+
+    async def quota(self, account_id: int) -> Quota:
+        result: Quota = await self._read(partial(ops.read_quota, account_id=account_id))
+        return result
 
     # --- mailboxes -----------------------------------------------------------------
     async def list_mailboxes(self, account_id: int) -> list[MailboxInfo]:

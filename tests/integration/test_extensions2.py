@@ -1,0 +1,106 @@
+"""UTF8=ACCEPT, INPROGRESS, PARTIAL, REPLACE against the real server."""
+
+from __future__ import annotations
+
+import datetime
+import re
+
+import pytest
+
+from carteiro.delivery import new_message
+from carteiro.imap.handlers import base
+from tests.integration.harness import RawClient, ServerThread
+from tests.integration.mbox import simple
+
+
+def login(server: ServerThread, user: str) -> RawClient:
+    c = RawClient(server.port)
+    c.cmd(f"LOGIN {user} secret", tag="L")
+    return c
+
+
+def populate(server: ServerThread, user: str, count: int) -> None:
+    async def fill() -> None:
+        account = await server.store.get_account(user)
+        assert account is not None
+        box = await server.store.get_mailbox(account.id, "INBOX")
+        assert box is not None
+        when = datetime.datetime.now().astimezone()
+        msgs = [await new_message(simple(f"bulk {i}"), frozenset(), when) for i in range(count)]
+        await server.store.append(box.id, msgs)
+
+    server.call(fill())
+
+
+def test_utf8_accept(server: ServerThread, user: str) -> None:
+    c = login(server, user)
+    assert b"UTF8=ACCEPT" in c.cmd("CAPABILITY", tag="a")[0]
+    assert c.cmd("ENABLE UTF8=ACCEPT", tag="b")[0] == b"* ENABLED UTF8=ACCEPT\r\n"
+    assert c.cmd('CREATE "Relatórios"'.encode(), tag="c")[-1].startswith(b"c OK")
+    assert any("Relatórios".encode() in x for x in c.cmd('LIST "" "R*"', tag="d"))
+    raw = "Subject: Olá\r\nFrom: José <jose@exemplo.pt>\r\n\r\nCorpo\r\n".encode()
+    out = c.cmd(b"APPEND INBOX UTF8 (~{%d+}\r\n" % len(raw) + raw + b")\r\n", tag="e")
+    assert out[-1].startswith(b"e OK [APPENDUID")
+    c.cmd("SELECT INBOX", tag="f")
+    assert raw in c.cmd("FETCH 1 BODY.PEEK[]", tag="g")[0]
+    c.close()
+
+
+def test_inprogress_on_long_commands(
+    server: ServerThread, user: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    populate(server, user, 1200)
+    monkeypatch.setattr(base, "PROGRESS_AFTER", 0.0)
+    c = login(server, user)
+    assert b"INPROGRESS" in c.cmd("CAPABILITY", tag="a")[0]
+    c.cmd("SELECT INBOX", tag="b")
+    out = c.cmd("FETCH 1:* (FLAGS)", tag="f1")
+    notes = [x for x in out if b"INPROGRESS" in x]
+    assert notes and all(re.match(rb'\* OK \[INPROGRESS \("f1" \d+ 1200\)\]', x) for x in notes)
+    monkeypatch.setattr(base, "PROGRESS_AFTER", 3600.0)
+    assert not any(b"INPROGRESS" in x for x in c.cmd("FETCH 1:* (FLAGS)", tag="f2"))
+    c.close()
+
+
+def test_partial_search_and_fetch(server: ServerThread, user: str) -> None:
+    populate(server, user, 300)
+    c = login(server, user)
+    assert b"PARTIAL" in c.cmd("CAPABILITY", tag="a")[0]
+    c.cmd("SELECT INBOX", tag="b")
+    out = c.cmd("UID SEARCH RETURN (PARTIAL 1:100 COUNT) ALL", tag="c")[0]
+    assert out == b'* ESEARCH (TAG "c") UID COUNT 300 PARTIAL (1:100 1:100)\r\n'
+    out = c.cmd("SEARCH RETURN (PARTIAL -1:-10) ALL", tag="d")[0]
+    assert out == b'* ESEARCH (TAG "d") PARTIAL (-1:-10 291:300)\r\n'
+    out = c.cmd("SEARCH RETURN (PARTIAL 301:400) ALL", tag="e")[0]
+    assert out == b'* ESEARCH (TAG "e") PARTIAL (301:400 NIL)\r\n'
+    fetched = c.cmd("UID FETCH 1:* (UID) (PARTIAL -1:-5)", tag="f")
+    assert [x.split()[4].rstrip(b")") for x in fetched[:-1]] == [
+        b"296",
+        b"297",
+        b"298",
+        b"299",
+        b"300",
+    ]
+    c.close()
+
+
+def test_replace(server: ServerThread, user: str) -> None:
+    server.deliver(user, simple("draft v1"))
+    server.deliver(user, simple("other"))
+    c = login(server, user)
+    assert b"REPLACE" in c.cmd("CAPABILITY", tag="a")[0]
+    c.cmd("SELECT INBOX", tag="b")
+    v2 = simple("draft v2")
+    out = c.cmd(b"REPLACE 1 Drafts (\\Draft) {%d+}\r\n" % len(v2) + v2 + b"\r\n", tag="c")
+    assert out[0].startswith(b"* OK [APPENDUID ") and b"* 1 EXPUNGE\r\n" in out
+    assert out[-1].startswith(b"c OK")
+    assert b"MESSAGES 1" in c.cmd("STATUS Drafts (MESSAGES)", tag="d")[0]
+    v3 = simple("draft v3")
+    out = c.cmd(b"UID REPLACE 2 INBOX {%d+}\r\n" % len(v3) + v3 + b"\r\n", tag="e")
+    assert out[-1].startswith(b"e OK")
+    assert c.cmd(b"UID REPLACE 99 INBOX {%d+}\r\n" % len(v3) + v3 + b"\r\n", tag="f")[
+        -1
+    ].startswith(b"f NO")
+    body = c.cmd("FETCH 1:* BODY.PEEK[]", tag="g")
+    assert len(body) == 2 and v3 in body[0]  # only the replacement is left
+    c.close()
