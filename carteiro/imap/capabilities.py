@@ -34,6 +34,9 @@ _AFTER_AUTH = (
     "INPROGRESS",
     "PARTIAL",
     "REPLACE",
+    "QUOTA",
+    "QUOTA=RES-STORAGE",
+    "QUOTA=RES-MESSAGE",
 )
 
 

@@ -115,7 +115,9 @@ def test_objectid(server: ServerThread, user: str) -> None:
     sel = b"".join(c.cmd("SELECT INBOX", tag="e"))
     assert re.search(rb"\* OK \[MAILBOXID \(F\d+\)\]", sel)
     out = c.cmd("FETCH 1:3 (EMAILID THREADID)", tag="f")
-    ids = [re.search(rb"EMAILID \(([^)\s]+)\) THREADID \(([^)\s]+)\)", x).groups() for x in out[:-1]]
+    ids = [
+        re.search(rb"EMAILID \(([^)\s]+)\) THREADID \(([^)\s]+)\)", x).groups() for x in out[:-1]
+    ]
     assert len({e for e, _ in ids}) == 3
     assert ids[0][1] == ids[1][1] != ids[2][1]  # the reply joins its parent's thread
     c.cmd("COPY 1 Work", tag="g")
