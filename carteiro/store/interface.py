@@ -203,6 +203,10 @@ class Store(Protocol):
         """Subscriptions are kept by name and may name mailboxes that do not exist."""
 
     async def list_subscriptions(self, account_id: int) -> list[str]: ...
+    async def deleted_storage(self, mailbox_id: int) -> int:
+        """RFC 9208 DELETED-STORAGE: octets an EXPUNGE would free (sum of RFC822.SIZE of
+        the \\Deleted messages). Asked for rarely, so computed on demand. NotFound."""
+
     async def mailbox_status(self, mailbox_id: int) -> MailboxStatus:
         """NotFound."""
 

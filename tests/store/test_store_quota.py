@@ -251,3 +251,15 @@ async def test_quota_survives_restart(backend: Backend, store: Store) -> None:
     finally:
         await reopened.close()
     await store.open()
+
+
+async def test_deleted_storage(store: Store) -> None:
+    acc = await store.create_account("ds@example.org", "h")
+    box = await store.get_mailbox(acc.id, "INBOX")
+    assert box is not None
+    await store.append(box.id, [msg(data=b"x" * 1000), msg(data=b"y" * 3000), msg(data=b"z" * 10)])
+    assert await store.deleted_storage(box.id) == 0
+    await store.store_flags(box.id, [1, 2], "+", frozenset({"\\Deleted"}))
+    assert await store.deleted_storage(box.id) == 4000
+    await store.expunge(box.id)
+    assert await store.deleted_storage(box.id) == 0

@@ -13,6 +13,10 @@ A transcript (``cases/*.imap``) is a small text file, one item per line::
     @deliver NAME [flags=\\Seen,$Foo] [mailbox=Archive] [date="01-Jan-2024 10:00:00 +0000"]
                               delivers fixture NAME to the user before the next line
                               runs; "@deliver simple some subject" uses mbox.simple()
+    @quota STORAGE_KB MESSAGES
+                              sets the user's quota (RFC 9208) before the next line
+                              runs: STORAGE in units of 1024 octets, MESSAGE a count,
+                              "-" for unlimited (the engine replay ignores it)
     @session B                switches to session B (opened on first use); the lines
                               that follow talk on B's connection. The first session
                               is "A". When a session's first item is an S line, it
@@ -141,10 +145,17 @@ class Deliver:
 
 
 @dataclass
+class SetQuota:
+    lineno: int
+    storage: int | None  # octets
+    messages: int | None
+
+
+@dataclass
 class Transcript:
     name: str
     path: Path
-    steps: list[Send | ExpectBlock | Deliver]
+    steps: list[Send | ExpectBlock | Deliver | SetQuota]
     xfail_server: str | None = None
     xfail_engine: str | None = None
 
@@ -226,6 +237,8 @@ def parse(path: Path) -> Transcript:
                 messages[args[0]] = text.encode("utf-8")
             elif name == "deliver":
                 t.steps.append(_deliver(args, messages, lineno, fail))
+            elif name == "quota":
+                t.steps.append(_quota(args, lineno, fail))
             elif name == "session":
                 if len(args) != 1:
                     raise fail("@session takes one name")
@@ -321,6 +334,21 @@ def _deliver(
     if "date" in opts:
         date = datetime.datetime.strptime(opts["date"], _IMAP_DATE)
     return Deliver(lineno, message, flags, opts.get("mailbox", "INBOX"), date)
+
+
+def _quota(args: list[str], lineno: int, fail: Callable[[str], TranscriptError]) -> SetQuota:
+    if len(args) != 2:
+        raise fail("@quota takes STORAGE_KB and MESSAGES (a number or -)")
+    limits: list[int | None] = []
+    for a in args:
+        if a == "-":
+            limits.append(None)
+        elif a.isdigit():
+            limits.append(int(a))
+        else:
+            raise fail(f"@quota: {a!r} is not a number or -")
+    storage, messages = limits
+    return SetQuota(lineno, None if storage is None else storage * 1024, messages)
 
 
 def _check(t: Transcript) -> None:
@@ -568,7 +596,7 @@ def replay_engine(t: Transcript) -> None:
                     raise Mismatch(f"{where}: expected CommandReceived({tag!r}), got {ev!r}")
                 if (
                     isinstance(ev.command, cmds.Enable)
-                    and "IMAP4REV2" in ev.command.capabilities
+                    and {"IMAP4REV2", "UTF8=ACCEPT"} & set(ev.command.capabilities)
                     and status == "OK"
                 ):
                     rx.utf8 = True  # as the server does after a successful ENABLE
@@ -753,6 +781,12 @@ def replay_server(t: Transcript, server: object, connect: Callable[[], object]) 
             )
             server.call(_loop_turn())  # type: ignore[attr-defined]  # store notifications
             log.append(f"(delivered a message to {step.mailbox})")
+            continue
+        if isinstance(step, SetQuota):
+            server.call(  # type: ignore[attr-defined]
+                server.store.set_quota(user, step.storage, step.messages)  # type: ignore[attr-defined]
+            )
+            log.append(f"(quota set: {step.storage} octets, {step.messages} messages)")
             continue
         conv = conversation(step)
         if isinstance(step, ExpectBlock):

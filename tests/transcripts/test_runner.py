@@ -13,6 +13,7 @@ from tests.transcripts.runner import (
     Mismatch,
     Part,
     Send,
+    SetQuota,
     TranscriptError,
     compile_expect,
     parse,
@@ -76,6 +77,27 @@ def test_malformed_transcripts_are_rejected(tmp_path: Path) -> None:
         parse(_write(tmp_path, "C: a1 NOOP\nD: x\n"))
     with pytest.raises(TranscriptError, match="unknown directive"):
         parse(_write(tmp_path, "@nonsense\n"))
+
+
+def test_engine_replay_accepts_utf8_after_enable_utf8_accept(tmp_path: Path) -> None:
+    text = 'C: a1 CREATE "Café"\nS: a1 BAD *\nC: a2 ENABLE UTF8=ACCEPT\nS: a2 OK *\n'
+    replay_engine(parse(_write(tmp_path, text + 'C: a3 CREATE "Café"\nS: a3 OK *\n')))
+
+
+def test_quota_directive(tmp_path: Path, server: ServerThread) -> None:
+    t = parse(_write(tmp_path, "@quota 2 -\n@quota - 7\nC: a1 NOOP\nS: a1 OK *\n"))
+    assert t.steps[:2] == [SetQuota(1, 2048, None), SetQuota(2, None, 7)]
+    replay_engine(t)  # ignored there
+    for bad in ("@quota 1\n", "@quota x 1\n", "@quota 1 -2\n"):
+        with pytest.raises(TranscriptError, match="@quota"):
+            parse(_write(tmp_path, bad))
+    text = (
+        '@quota 1 3\nC: a1 LOGIN {user} secret\nS: a1 OK *\nC: a2 GETQUOTA ""\n'
+        'S: * QUOTA "" (STORAGE 0 1 MESSAGE 0 3)\nS: a2 OK *\n'
+    )
+    replay_server(
+        parse(_write(tmp_path, text)), server, lambda: RawClient(server.port, timeout=READ_TIMEOUT)
+    )
 
 
 def test_engine_replay_notices_a_wrong_expectation(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ STATUS_ITEMS = (
     "HIGHESTMODSEQ",
     "MAILBOXID",
     "APPENDLIMIT",
+    "DELETED-STORAGE",
 )
 
 
@@ -137,6 +138,9 @@ async def status_items(ctx: Context, box: MailboxInfo, items: tuple[str, ...]) -
             continue
         if item == "MAILBOXID":
             parts.append(b"MAILBOXID (" + mailbox_id(box).encode() + b")")
+        elif item == "DELETED-STORAGE":  # RFC 9208 §5.2, in units of 1024 octets
+            freed = await ctx.store.deleted_storage(box.id)
+            parts.append(b"DELETED-STORAGE %d" % -(-freed // 1024))
         else:
             parts.append(f"{item} {values[item]}".encode())
     return b"* STATUS " + ctx.session.mailbox_to_wire(box.name) + b" " + paren_list(parts) + b"\r\n"

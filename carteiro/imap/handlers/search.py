@@ -100,6 +100,12 @@ async def search(ctx: Context, cmd: c.Search) -> Result:
         return ok("SEARCH completed")
 
     wanted = set(opts or ()) - {"SAVE"} or {"ALL"}
+    if top_modseq and hits and cmd.partial is None and wanted <= {"MIN", "MAX"}:
+        # RFC 4731 §3.2: MODSEQ covers the messages returned, here only MIN and/or MAX
+        ends = ([hits[0][2]] if "MIN" in wanted else []) + (
+            [hits[-1][2]] if "MAX" in wanted else []
+        )
+        top_modseq = max(ends)
     if cmd.partial is not None:
         wanted.discard("PARTIAL")
     parts = [b"* ESEARCH (TAG " + quoted(cmd.tag.encode()) + b")"]

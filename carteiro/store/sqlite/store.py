@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from carteiro.store.errors import NotFound, StoreUnavailable
-from carteiro.store.flags import SEEN, decode, decode_date
+from carteiro.store.flags import DELETED, SEEN, decode, decode_date
 from carteiro.store.interface import (
     Account,
     Changes,
@@ -240,6 +240,19 @@ class SqliteStore:
             return None if found is None else int(found[0])
 
         result: int | None = await self._read(q)
+        return result
+
+    async def deleted_storage(self, mailbox_id: int) -> int:
+        def q(conn: sqlite3.Connection) -> int:
+            _mailbox_must_exist(conn, mailbox_id)
+            row = conn.execute(
+                "SELECT coalesce(sum(size), 0) FROM messages"
+                f" WHERE mailbox_id = ? AND (flags & {DELETED}) != 0",
+                (mailbox_id,),
+            ).fetchone()
+            return int(row[0])
+
+        result: int = await self._read(q)
         return result
 
     async def mailbox_keywords(self, mailbox_id: int) -> list[str]:
