@@ -9,6 +9,7 @@ decides most messages thus reads few bodies.
 from __future__ import annotations
 
 import datetime
+from bisect import bisect_left
 
 from carteiro.imap.protocol import search_keys as k
 from carteiro.imap.selected import SelectedMailbox
@@ -100,7 +101,9 @@ def evaluate(
         return rec.size > key.size if key.larger else rec.size < key.size
     if isinstance(key, k.SeqKey):
         if key.seqs.saved:
-            return rec.uid in sel.saved_uids
+            kept = sel.saved_uids  # ascending
+            i = bisect_left(kept, rec.uid)
+            return i < len(kept) and kept[i] == rec.uid
         if key.uid:
             return key.seqs.contains(rec.uid, sel.max_uid)
         return key.seqs.contains(msn, sel.exists)

@@ -42,6 +42,9 @@ from carteiro.store.interface import Changes, Store
 
 log = logging.getLogger("carteiro.imap")
 
+#: largest literal accepted before authentication (a LOGIN password)
+PREAUTH_MAX_LITERAL = 4096
+
 #: inflated bytes handed to the receiver at a time (COMPRESS=DEFLATE)
 _INFLATE_CHUNK = 256 * 1024
 
@@ -58,7 +61,11 @@ class ImapConnection:
         peer = stream.peer()
         self.peer = peer[0] if peer else "unknown"
         self.session = Session(peer=self.peer, tls=implicit_tls, trusted=cfg.is_trusted(self.peer))
-        self.receiver = Receiver(Limits(cfg.max_line, cfg.max_literal, cfg.max_command))
+        self._limits = Limits(cfg.max_line, cfg.max_literal, cfg.max_command)
+        #: before login only LOGIN/AUTHENTICATE need literals, and only small ones
+        self._preauth_limits = Limits(8192, PREAUTH_MAX_LITERAL, 4 * PREAUTH_MAX_LITERAL)
+        self.receiver = Receiver(self._preauth_limits)
+        self._login_deadline = time.monotonic() + cfg.login_timeout
         self.ctx = Context(self.session, server.store, cfg, self)
         self._out: list[bytes] = []
         self._stash: Event | None = None
@@ -73,6 +80,8 @@ class ImapConnection:
         # zlib streams once COMPRESS is on (typeshed names their classes privately)
         self._deflate: zlib._Compress | None = None
         self._inflate: zlib._Decompress | None = None
+        #: compressed input not inflated yet (inflated one piece per receiver pass)
+        self._zin = b""
 
     def begin_shutdown(self) -> None:
         """End the session at the next command boundary; wakes a session in IDLE."""
@@ -84,10 +93,19 @@ class ImapConnection:
         self._out.append(data)
 
     async def flush(self) -> None:
+        transport = self.stream.transport
+        if transport is None or transport.is_closing():
+            self._out.clear()
+            raise ConnectionResetError("the client went away")
         if self._out:
             self.stream.write(self._encode(b"".join(self._out)))
             self._out.clear()
-        await self.stream.drain()
+        try:
+            # a timeout only when writing is paused: no extra yield before STARTTLS swaps
+            # the protocol (a yield there could let the ClientHello be discarded)
+            await self.stream.drain(timeout=self.server.config.idle_timeout)
+        except TimeoutError:
+            raise ConnectionResetError("the client stopped reading") from None
 
     def _encode(self, data: bytes) -> bytes:
         if self._deflate is None:
@@ -102,15 +120,22 @@ class ImapConnection:
         if self._inflate is None:
             self.receiver.receive_data(data)
             return
+        self._zin += data
+        self._inflate_more()
+
+    def _inflate_more(self) -> bool:
+        """Inflates at most one piece of pending compressed input into the receiver;
+        False when nothing was pending."""
+        if self._inflate is None or not self._zin:
+            return False
         try:
-            out = self._inflate.decompress(data, _INFLATE_CHUNK)
-            self.receiver.receive_data(out)
-            while self._inflate.unconsumed_tail:
-                out = self._inflate.decompress(self._inflate.unconsumed_tail, _INFLATE_CHUNK)
-                self.receiver.receive_data(out)
+            out = self._inflate.decompress(self._zin, _INFLATE_CHUNK)
         except zlib.error:
             self.send(b"* BYE Corrupt compressed data\r\n")
             raise _Closed from None
+        self._zin = self._inflate.unconsumed_tail
+        self.receiver.receive_data(out)
+        return True
 
     @property
     def compressing(self) -> bool:
@@ -135,6 +160,9 @@ class ImapConnection:
             try:
                 event = await self._next_event(timeout)
             except _Closed:
+                # EOF, autologout (BYE already queued) or shutdown: the session is over
+                self._line_mode = False
+                self.session.state = State.LOGOUT
                 return None
         self._line_mode = False
         return event.line if isinstance(event, LineReceived) else None
@@ -147,6 +175,8 @@ class ImapConnection:
             self.receiver.expect_line()
             self._line_mode = True
         event = self.receiver.next_event()
+        while isinstance(event, NeedData) and self._inflate_more():
+            event = self.receiver.next_event()
         if not isinstance(event, NeedData):
             self._stash = event
             return "input"
@@ -219,14 +249,21 @@ class ImapConnection:
 
     # --- main loop ----------------------------------------------------------------------
     async def _next_event(self, timeout: float) -> Event:
+        """The next event; ``timeout`` bounds the whole wait, so a client dripping a
+        byte at a time cannot stretch a command (or a login) forever."""
+        deadline = time.monotonic() + timeout
         while True:
             event = self.receiver.next_event()
             if not isinstance(event, NeedData):
                 return event
+            if self._inflate_more():
+                continue
             if self.stream.at_eof or self.closing:
                 raise _Closed
             try:
-                data = await asyncio.wait_for(self.stream.read(), timeout)
+                data = await asyncio.wait_for(
+                    self.stream.read(), max(0.0, deadline - time.monotonic())
+                )
             except TimeoutError:
                 self.send(b"* BYE Autologout; idle for too long\r\n")
                 raise _Closed from None
@@ -245,7 +282,8 @@ class ImapConnection:
             await self.flush()
             while self.session.state is not State.LOGOUT and not self.closing:
                 timeout = (
-                    cfg.login_timeout
+                    # a deadline for the whole login, not per read: no drip-feeding
+                    max(0.0, self._login_deadline - time.monotonic())
                     if self.session.state is State.NOT_AUTHENTICATED
                     else cfg.idle_timeout
                 )
@@ -329,6 +367,8 @@ class ImapConnection:
         elif session.account is None and self._unsubscribe is not None:  # UNAUTHENTICATE
             self._unsubscribe()
             self._unsubscribe = None
+            self._login_deadline = time.monotonic() + self.server.config.login_timeout
+        self.receiver.limits = self._limits if session.account is not None else self._preauth_limits
         if result.silent:
             return
         if session.selected is not None and session.state is State.SELECTED:
@@ -401,7 +441,7 @@ class ImapServer:
         thousand commits."""
         if self._recent_claimed.get(mailbox_id, 0) > newest_uid:
             return None
-        first = await self.store.claim_recent(mailbox_id)
+        first = await self.store.claim_recent(mailbox_id, newest_uid)
         self._recent_claimed[mailbox_id] = max(
             self._recent_claimed.get(mailbox_id, 0), newest_uid + 1
         )

@@ -91,12 +91,13 @@ class Stream(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
-    async def drain(self) -> None:
-        """Back-pressure: wait while the transport's write buffer is above its limit."""
+    async def drain(self, timeout: float | None = None) -> None:
+        """Back-pressure: wait while the transport's write buffer is above its limit;
+        TimeoutError when the peer has not read for ``timeout`` seconds."""
         while self._write_paused and not self._eof:
             self._drain_waiter = asyncio.get_running_loop().create_future()
             try:
-                await self._drain_waiter
+                await asyncio.wait_for(self._drain_waiter, timeout)
             finally:
                 self._drain_waiter = None
 

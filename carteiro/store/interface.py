@@ -279,9 +279,10 @@ class Store(Protocol):
     async def object_info(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, ObjectInfo]:
         """EMAILID, THREADID and save date of the given messages (missing ones absent)."""
 
-    async def claim_recent(self, mailbox_id: int) -> int:
+    async def claim_recent(self, mailbox_id: int, upto: int | None = None) -> int:
         """Returns the first UID that is \\Recent for the calling session and moves the
-        mailbox's marker to UIDNEXT, so no other session sees those as \\Recent."""
+        mailbox's marker past ``upto`` (the highest UID the session has seen; UIDNEXT
+        when None), so no other session sees those as \\Recent."""
 
     async def first_unseen(self, mailbox_id: int) -> int | None:
         """UID of the first message without ``\\Seen`` (None if all are seen), for the

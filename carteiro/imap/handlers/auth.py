@@ -32,7 +32,9 @@ async def starttls(ctx: Context, cmd: c.StartTLS) -> Result:
 
 async def _authenticate(ctx: Context, username: str, password: str) -> Result:
     account = await ctx.store.get_account(username)
-    good = account is not None and await verify_password_async(account.password_hash, password)
+    # unknown accounts verify a dummy hash: refusing takes the same time either way
+    pw_hash = account.password_hash if account is not None else None
+    good = await verify_password_async(pw_hash, password) and account is not None
     if not good or account is None:
         log.info("authentication failed for %r from %s", username, ctx.session.peer)
         await asyncio.sleep(ctx.config.auth_failure_delay)

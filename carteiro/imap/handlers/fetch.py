@@ -37,6 +37,9 @@ from carteiro.message.sections import UnknownEncoding, binary_bytes, section_byt
 from carteiro.store.interface import MessageRecord, ObjectInfo
 
 CHUNK = 500
+#: body items (each a copy of all or part of the message) one FETCH may ask for
+MAX_BODY_ITEMS = 16
+_BODY_SIMPLE = (Simple.RFC822, Simple.RFC822_HEADER, Simple.RFC822_TEXT)
 #: items answered from the store's object info (RFC 8474, RFC 8514)
 _OBJECT_ITEMS = (Simple.SAVEDATE, Simple.EMAILID, Simple.THREADID)
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -298,6 +301,9 @@ def _uses_msn(cmd: c.Fetch) -> bool:
 
 @command(c.Fetch, SELECTED, uses_msn=_uses_msn)
 async def fetch(ctx: Context, cmd: c.Fetch) -> Result:
+    bodies = sum(1 for a in cmd.attrs if isinstance(a, BodySection) or a in _BODY_SIMPLE)
+    if bodies > MAX_BODY_ITEMS:
+        return no(f"At most {MAX_BODY_ITEMS} body sections per FETCH", "LIMIT")
     if cmd.changed_since is not None or Simple.MODSEQ in cmd.attrs:
         ctx.session.condstore = True  # RFC 7162 §3.1: a CONDSTORE-enabling command
     if cmd.vanished:

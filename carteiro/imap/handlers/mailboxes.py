@@ -69,15 +69,16 @@ async def delete(ctx: Context, cmd: c.Delete) -> Result:
     if name == "INBOX":
         return no("INBOX cannot be deleted", "CANNOT")
     boxes = await ctx.store.list_mailboxes(account_id(ctx))
-    if not any(b.name == name for b in boxes):
+    target = next((b for b in boxes if b.name == name), None)
+    if target is None:
         return no("No such mailbox", "NONEXISTENT")
     if any(b.name.startswith(name + "/") for b in boxes):
         return no("Mailbox has children, delete them first", "HASCHILDREN")
+    await ctx.store.delete_mailbox(account_id(ctx), name)
     sel = ctx.session.selected
-    if sel is not None and sel.info.name == name:
+    if sel is not None and sel.info.id == target.id:  # by id: names change with RENAME
         ctx.session.selected = None
         ctx.session.state = State.AUTHENTICATED
-    await ctx.store.delete_mailbox(account_id(ctx), name)
     return ok("DELETE completed")
 
 

@@ -44,7 +44,7 @@ async def select(ctx: Context, cmd: c.Select) -> Result:
         # unclaimed recent messages are the last status.recent UIDs (UID >= marker)
         first_recent = uids[-status.recent] if 0 < status.recent <= len(uids) else None
     else:
-        first_recent = await ctx.store.claim_recent(box.id)
+        first_recent = await ctx.store.claim_recent(box.id, uids[-1] if uids else 0)
     sel = SelectedMailbox(
         box,
         uids,

@@ -397,15 +397,16 @@ def set_subscribed(
     events.add((account_id, None))
 
 
-def claim_recent(conn: sqlite3.Connection, events: Events, mailbox_id: int) -> int:
+def claim_recent(
+    conn: sqlite3.Connection, events: Events, mailbox_id: int, upto: int | None = None
+) -> int:
     row = _one(conn, "SELECT first_recent_uid, uidnext FROM mailboxes WHERE id = ?", (mailbox_id,))
     if not row:
         raise NotFound("no such mailbox")
     first, uidnext = int(row[0]), int(row[1])
-    if first != uidnext:
-        conn.execute(
-            "UPDATE mailboxes SET first_recent_uid = ? WHERE id = ?", (uidnext, mailbox_id)
-        )
+    marker = uidnext if upto is None else max(first, min(uidnext, upto + 1))
+    if first != marker:
+        conn.execute("UPDATE mailboxes SET first_recent_uid = ? WHERE id = ?", (marker, mailbox_id))
     return first
 
 

@@ -475,8 +475,10 @@ class SqliteStore:
         result: dict[int, ObjectInfo] = await self._read(q)
         return result
 
-    async def claim_recent(self, mailbox_id: int) -> int:
-        result: int = await self._writer.submit(partial(ops.claim_recent, mailbox_id=mailbox_id))
+    async def claim_recent(self, mailbox_id: int, upto: int | None = None) -> int:
+        result: int = await self._writer.submit(
+            partial(ops.claim_recent, mailbox_id=mailbox_id, upto=upto)
+        )
         return result
 
     # --- notifications -------------------------------------------------------------
