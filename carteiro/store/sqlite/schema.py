@@ -103,7 +103,7 @@ CREATE TABLE IF NOT EXISTS expunged (
 
 CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged (mailbox_id, modseq);
 
--- RFC 8474 THREADID: every Message-ID seen in an account (own or referenced) and its thread
+-- unused since THREADID became a hash of the thread's root id (kept: part of schema v2/v3)
 CREATE TABLE IF NOT EXISTS thread_ids (
     account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
     message_id TEXT NOT NULL,
