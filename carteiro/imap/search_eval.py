@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 from bisect import bisect_left
+from collections.abc import Callable
 
 from carteiro.imap.protocol import search_keys as k
 from carteiro.imap.selected import SelectedMailbox
@@ -40,18 +41,34 @@ class Content:
         return self._header
 
 
-def needs_content(key: k.SearchKey) -> bool:
-    if isinstance(key, (k.HeaderKey, k.TextKey)):
-        return True
-    if isinstance(key, k.DateKey):
-        return key.sent
+def _any(key: k.SearchKey, leaf: Callable[[k.SearchKey], bool]) -> bool:
+    """Whether ``leaf`` holds for any key in the tree (NOT/OR/AND walked)."""
     if isinstance(key, k.Not):
-        return needs_content(key.key)
+        return _any(key.key, leaf)
     if isinstance(key, k.Or):
-        return needs_content(key.left) or needs_content(key.right)
+        return _any(key.left, leaf) or _any(key.right, leaf)
     if isinstance(key, k.And):
-        return any(needs_content(x) for x in key.keys)
-    return False
+        return any(_any(x, leaf) for x in key.keys)
+    return leaf(key)
+
+
+def needs_content(key: k.SearchKey) -> bool:
+    """HEADER/BODY/TEXT and SENT* keys need the message itself."""
+    return _any(
+        key,
+        lambda x: isinstance(x, (k.HeaderKey, k.TextKey)) or (isinstance(x, k.DateKey) and x.sent),
+    )
+
+
+def needs_info(key: k.SearchKey) -> bool:
+    """Whether the key needs :class:`ObjectInfo` (EMAILID/THREADID, SAVED* dates)."""
+    return _any(key, lambda x: isinstance(x, (k.ObjectIdKey, k.SaveDateKey)))
+
+
+def uses_modseq(key: k.SearchKey) -> bool:
+    """Whether the key has a MODSEQ criterion (RFC 7162 §3.1.5: the reply then carries
+    the highest modseq of the matching messages)."""
+    return _any(key, lambda x: isinstance(x, k.ModSeqKey))
 
 
 def _date_cmp(op: str, value: datetime.date, target: datetime.date) -> bool:
@@ -150,30 +167,3 @@ def evaluate(
                 unknown = True
         return None if unknown else True
     raise TypeError(f"unknown search key {key!r}")
-
-
-def needs_info(key: k.SearchKey) -> bool:
-    """Whether the key needs :class:`ObjectInfo` (EMAILID/THREADID, SAVED* dates)."""
-    if isinstance(key, (k.ObjectIdKey, k.SaveDateKey)):
-        return True
-    if isinstance(key, k.Not):
-        return needs_info(key.key)
-    if isinstance(key, k.Or):
-        return needs_info(key.left) or needs_info(key.right)
-    if isinstance(key, k.And):
-        return any(needs_info(x) for x in key.keys)
-    return False
-
-
-def uses_modseq(key: k.SearchKey) -> bool:
-    """Whether the key has a MODSEQ criterion (RFC 7162 §3.1.5: the reply then carries
-    the highest modseq of the matching messages)."""
-    if isinstance(key, k.ModSeqKey):
-        return True
-    if isinstance(key, k.Not):
-        return uses_modseq(key.key)
-    if isinstance(key, k.Or):
-        return uses_modseq(key.left) or uses_modseq(key.right)
-    if isinstance(key, k.And):
-        return any(uses_modseq(x) for x in key.keys)
-    return False
