@@ -67,3 +67,10 @@ def error(line: bytes, *, utf8: bool = False) -> CommandError:
 
 def _is_continuation(ev: Event) -> bool:
     return type(ev).__name__ == "NeedContinuation"
+
+
+def assert_split_anywhere_is_the_same(script: bytes) -> None:
+    """Cutting the input in two at any byte yields exactly the events of the whole."""
+    whole = feed(script)
+    for i in range(len(script)):
+        assert feed([script[:i], script[i:]]) == whole, i

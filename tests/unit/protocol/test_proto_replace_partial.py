@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from imap_proto_helpers import error, feed, parse
+from imap_proto_helpers import assert_split_anywhere_is_the_same, error, feed, parse
 
 from carteiro.imap.protocol import commands as c
 from carteiro.imap.protocol import search_keys as k
@@ -410,6 +410,4 @@ def test_split_input_gives_identical_events(step: int) -> None:
 
 
 def test_split_at_every_point() -> None:
-    whole = feed(SCRIPT)
-    for i in range(len(SCRIPT)):
-        assert feed([SCRIPT[:i], SCRIPT[i:]]) == whole, i
+    assert_split_anywhere_is_the_same(SCRIPT)
