@@ -265,6 +265,14 @@ class Store(Protocol):
         """Atomic copy + expunge from the source (RFC 6851). Within one account it never
         raises QuotaExceeded; into another account it is checked as :meth:`copy` is."""
 
+    async def replace(
+        self, mailbox_id: int, uid: int, dest_id: int, message: NewMessage
+    ) -> CopyResult:
+        """Atomically expunges ``uid`` from ``mailbox_id`` (whatever its flags) and appends
+        ``message`` to ``dest_id`` (RFC 8508 REPLACE). The quota is checked with the old
+        version already gone; on any error neither change happens. NotFound when the
+        message or a mailbox is missing; QuotaExceeded."""
+
     async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
         """Removes messages flagged \\Deleted (restricted to ``uids`` when given);
         returns the expunged UIDs, ascending."""

@@ -187,3 +187,27 @@ def test_usage_exact_after_expunge(server: ServerThread, user: str) -> None:
     assert b"OK [APPENDUID" in append(c, "again", msgs[1])[-1]
     assert b"OK [APPENDUID" in append(c, "again2", msgs[3])[-1]
     assert quota(server, user) == Quota(total, total, 4, 4)
+
+
+def test_replace_at_full_quota_saves_the_smaller_draft(server: ServerThread, user: str) -> None:
+    """REPLACE is one transaction: a draft shrinking at full quota is not refused, and a
+    draft growing past the quota is refused with the old version kept."""
+    c = login(server, user)
+    old = simple("draft v1", "x" * 2000)
+    assert append(c, "a", old)[-1].startswith(b"a OK")
+    used = quota(server, user).storage_used
+    set_quota(server, user, used, 1)
+    assert c.cmd("SELECT INBOX", tag="s")[-1].startswith(b"s OK")
+    assert b"[OVERQUOTA]" in append(c, "b", simple("other", "y"))[-1]
+    smaller = simple("draft v2", "x" * 1000)
+    lines = c.cmd(b"r1 UID REPLACE 1 INBOX {%d+}\r\n%s\r\n" % (len(smaller), smaller))
+    assert lines[-1].startswith(b"r1 OK"), lines
+    assert b"* OK [APPENDUID " in lines[0] and b" 2] " in lines[0]
+    assert b"* 1 EXPUNGE\r\n" in lines
+    bigger = simple("draft v3", "x" * 5000)
+    lines = c.cmd(b"r2 UID REPLACE 2 INBOX {%d+}\r\n%s\r\n" % (len(bigger), bigger))
+    assert lines[-1].startswith(b"r2 NO [OVERQUOTA]"), lines
+    fetched = c.cmd("UID FETCH 1:* (UID RFC822.SIZE)", tag="f")
+    assert fetched[0] == b"* 1 FETCH (UID 2 RFC822.SIZE %d)\r\n" % len(smaller)
+    assert len(fetched) == 2
+    c.close()

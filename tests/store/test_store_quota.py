@@ -263,3 +263,45 @@ async def test_deleted_storage(store: Store) -> None:
     assert await store.deleted_storage(box.id) == 4000
     await store.expunge(box.id)
     assert await store.deleted_storage(box.id) == 0
+
+
+async def test_replace_at_full_quota_succeeds_when_the_new_version_fits(store: Store) -> None:
+    """RFC 8508: REPLACE frees the old version before it charges the new one."""
+    acc, inbox = await setup(store)
+    old = msg(data=sized(1000))
+    (old_uid,) = (await store.append(inbox.id, [old])).dest_uids
+    await store.set_quota(acc, 1000, 1)  # exactly full: a plain APPEND is refused
+    with pytest.raises(QuotaExceeded):
+        await store.append(inbox.id, [msg(data=sized(10))])
+    result = await store.replace(inbox.id, old_uid, inbox.id, msg(data=sized(900)))
+    assert await store.uids(inbox.id) == result.dest_uids
+    assert result.dest_uids[0] > old_uid
+    assert await recount_quota(store, acc) == (900, 1)
+
+
+async def test_replace_refused_for_quota_keeps_the_old_version(store: Store) -> None:
+    acc, inbox = await setup(store)
+    drafts = await store.create_mailbox(acc, "Edits")
+    (old_uid,) = (await store.append(inbox.id, [msg(data=sized(1000))])).dest_uids
+    await store.set_quota(acc, 1500, None)
+    before = await store.mailbox_status(inbox.id)
+    with pytest.raises(QuotaExceeded):
+        await store.replace(inbox.id, old_uid, drafts.id, msg(data=sized(1501)))
+    assert await store.uids(inbox.id) == [old_uid]
+    assert await store.uids(drafts.id) == []
+    after = await store.mailbox_status(inbox.id)
+    assert after.highest_modseq == before.highest_modseq
+    assert await store.expunged_since(inbox.id, 0) == []
+
+
+async def test_replace_into_another_mailbox_and_missing_message(store: Store) -> None:
+    acc, inbox = await setup(store)
+    drafts = await store.create_mailbox(acc, "Edits")
+    (old_uid,) = (await store.append(inbox.id, [msg()])).dest_uids
+    result = await store.replace(inbox.id, old_uid, drafts.id, msg())
+    assert await store.uids(inbox.id) == []
+    assert await store.uids(drafts.id) == result.dest_uids
+    assert await store.expunged_since(inbox.id, 0) == [old_uid]
+    with pytest.raises(NotFound):
+        await store.replace(inbox.id, old_uid, drafts.id, msg())
+    assert await store.uids(drafts.id) == result.dest_uids

@@ -32,16 +32,13 @@ async def replace(ctx: Context, cmd: c.Replace) -> Result:
     m = cmd.message
     if not m.data:
         return no("Cannot store an empty message", "CANNOT")
-    # The new version is durable before the old one goes: a failure in between leaves
-    # both, never neither (RFC 8508 §3.4 forbids losing the original).
-    saved = await ctx.store.append(
-        dest.id, [await new_message(m.data, frozenset(m.flags), m.internal_date or now())]
-    )
+    # one store transaction: the old version is gone exactly when the new one is saved,
+    # and the quota check counts the space the old version frees (RFC 8508 §3.4)
+    draft = await new_message(m.data, frozenset(m.flags), m.internal_date or now())
+    saved = await ctx.store.replace(sel.info.id, target, dest.id, draft)
     ctx.send(
         b"* OK [APPENDUID %d %d] Replacement saved\r\n" % (saved.uidvalidity, saved.dest_uids[0])
     )
-    sel.note_own(await ctx.store.store_flags(sel.info.id, [target], "+", frozenset({"\\Deleted"})))
-    gone = await ctx.store.expunge(sel.info.id, [target])
-    for line in sel.remove_now(gone, qresync=ctx.session.qresync):
+    for line in sel.remove_now([target], qresync=ctx.session.qresync):
         ctx.send(line)
     return ok("REPLACE completed")

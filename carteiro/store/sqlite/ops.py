@@ -658,6 +658,24 @@ def copy(
     return CopyResult(uidvalidity, src, dest)
 
 
+def replace(
+    conn: sqlite3.Connection,
+    events: Events,
+    mailbox_id: int,
+    uid: int,
+    dest_id: int,
+    message: NewMessage,
+) -> CopyResult:
+    """Expunges ``uid`` and appends ``message`` in one transaction (RFC 8508): the quota
+    check sees the old version gone, and a refusal leaves the old version in place."""
+    account_id = _account_of(conn, mailbox_id)
+    if not _one(conn, "SELECT 1 FROM messages WHERE mailbox_id = ? AND uid = ?", (mailbox_id, uid)):
+        raise NotFound("no such message")
+    _expunge_rows(conn, mailbox_id, [uid])
+    events.add((account_id, mailbox_id))
+    return append(conn, events, dest_id, [message])
+
+
 def expunge(
     conn: sqlite3.Connection, events: Events, mailbox_id: int, uids: Sequence[int] | None
 ) -> list[int]:

@@ -403,6 +403,14 @@ class SqliteStore:
         )
         return result
 
+    async def replace(
+        self, mailbox_id: int, uid: int, dest_id: int, message: NewMessage
+    ) -> CopyResult:
+        result: CopyResult = await self._writer.submit(
+            partial(ops.replace, mailbox_id=mailbox_id, uid=uid, dest_id=dest_id, message=message)
+        )
+        return result
+
     async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
         result: list[int] = await self._writer.submit(
             partial(ops.expunge, mailbox_id=mailbox_id, uids=None if uids is None else list(uids))
