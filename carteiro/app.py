@@ -36,6 +36,8 @@ def imap_config(settings: Settings, tls: object) -> ImapConfig:
         max_literal=settings.max_literal,
         max_command=settings.max_command,
         idle_timeout=settings.idle_timeout,
+        literal_plus=settings.literal_plus,
+        message_limit=settings.message_limit,
     )
 
 

@@ -38,6 +38,8 @@ DEFAULT_TRUSTED_NETWORKS: tuple[IPNetwork, ...] = (
     ipaddress.ip_network("::1/128"),
 )
 ENV_DATA_DIR = "CARTEIRO_DATA_DIR"
+#: RFC 9738 §3: a smaller MESSAGELIMIT would be unusable for clients
+MIN_MESSAGE_LIMIT = 1000
 
 
 class ConfigError(Exception):
@@ -66,6 +68,11 @@ class Settings:
     #: seconds of client silence (also inside IDLE) before the autologout
     idle_timeout: float = 1800.0
     log_level: str = "INFO"
+    #: advertise LITERAL+ (any non-synchronising literal); False: LITERAL-, whose
+    #: non-synchronising literals stop at 4096 octets (RFC 7888)
+    literal_plus: bool = True
+    #: MESSAGELIMIT (RFC 9738): most messages one command may touch
+    message_limit: int = 1_000_000
 
     @property
     def database(self) -> Path:
@@ -137,6 +144,8 @@ _KEYS = frozenset(
         "max_command",
         "idle_timeout",
         "log_level",
+        "literal_plus",
+        "message_limit",
     }
 )
 
@@ -213,6 +222,15 @@ def load_settings(
                 f"use one of {', '.join(LOG_LEVELS)}."
             )
         values["log_level"] = level
+
+    if "literal_plus" in raw:
+        if not isinstance(raw["literal_plus"], bool):
+            raise ConfigError(
+                f"literal_plus: {raw['literal_plus']!r} is not a boolean; use true or false."
+            )
+        values["literal_plus"] = raw["literal_plus"]
+    if "message_limit" in raw:
+        values["message_limit"] = _int(raw["message_limit"], "message_limit", MIN_MESSAGE_LIMIT)
 
     settings = Settings(**values)
     if settings.max_command < settings.max_line:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from carteiro.imap.config import ImapConfig
 from carteiro.imap.state import Session, State
 
-_ALWAYS = ("IMAP4rev2", "IMAP4rev1", "LITERAL+", "SASL-IR", "ENABLE", "ID")
+_ALWAYS = ("IMAP4rev2", "IMAP4rev1", "SASL-IR", "ENABLE", "ID")
 _AFTER_AUTH = (
     "IDLE",
     "NAMESPACE",
@@ -42,6 +42,8 @@ _AFTER_AUTH = (
 
 def capabilities(session: Session, config: ImapConfig) -> list[str]:
     caps = list(_ALWAYS)
+    # RFC 7888: never both; LITERAL+ is the superset, LITERAL- the operator's choice
+    caps.insert(2, "LITERAL+" if config.literal_plus else "LITERAL-")
     if session.state is State.NOT_AUTHENTICATED:
         if not session.tls and config.tls_context is not None:
             caps.append("STARTTLS")

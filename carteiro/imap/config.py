@@ -26,6 +26,10 @@ class ImapConfig:
     login_timeout: float = 60.0
     #: a failed login waits this long before answering (slows guessing)
     auth_failure_delay: float = 1.0
+    #: LITERAL+ when True, LITERAL- (non-synchronising literals up to 4096) when False
+    literal_plus: bool = True
+    #: MESSAGELIMIT (RFC 9738)
+    message_limit: int = 1_000_000
 
     def is_trusted(self, peer: str) -> bool:
         try:

@@ -44,6 +44,7 @@ log = logging.getLogger("carteiro.imap")
 
 #: largest literal accepted before authentication (a LOGIN password)
 PREAUTH_MAX_LITERAL = 4096
+LITERAL_MINUS_MAX = 4096  # RFC 7888 §4
 
 #: inflated bytes handed to the receiver at a time (COMPRESS=DEFLATE)
 _INFLATE_CHUNK = 256 * 1024
@@ -61,7 +62,12 @@ class ImapConnection:
         peer = stream.peer()
         self.peer = peer[0] if peer else "unknown"
         self.session = Session(peer=self.peer, tls=implicit_tls, trusted=cfg.is_trusted(self.peer))
-        self._limits = Limits(cfg.max_line, cfg.max_literal, cfg.max_command)
+        self._limits = Limits(
+            cfg.max_line,
+            cfg.max_literal,
+            cfg.max_command,
+            max_nonsync_literal=None if cfg.literal_plus else LITERAL_MINUS_MAX,
+        )
         #: before login only LOGIN/AUTHENTICATE need literals, and only small ones
         self._preauth_limits = Limits(8192, PREAUTH_MAX_LITERAL, 4 * PREAUTH_MAX_LITERAL)
         self.receiver = Receiver(self._preauth_limits)

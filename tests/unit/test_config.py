@@ -160,6 +160,8 @@ def test_bad_listen(text, tmp_path):
         ('log_level = "loud"', "not a log level"),
         ('hostname = "bad_host!"', "not a valid host name"),
         ("colour = 1", "unknown setting 'colour'"),
+        ('literal_plus = "no"', "not a boolean"),
+        ("message_limit = 10", "too small"),
     ],
 )
 def test_invalid_values(tmp_path, toml, fragment):
@@ -195,3 +197,10 @@ def test_unreadable_file(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_settings(tmp_path, tmp_path, {})  # a directory
     assert "cannot read config file" in str(e.value)
+
+
+def test_literal_and_message_limit_settings(tmp_path):
+    s = load_settings(write(tmp_path, "literal_plus = false\nmessage_limit = 5000\n"), tmp_path, {})
+    assert (s.literal_plus, s.message_limit) == (False, 5000)
+    d = load_settings(None, tmp_path, {})
+    assert (d.literal_plus, d.message_limit) == (True, 1_000_000)

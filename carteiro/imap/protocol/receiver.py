@@ -33,6 +33,9 @@ class Limits:
     max_depth: int = 16  # parenthesis nesting
     #: nesting of search operators (OR/NOT) and parentheses within a SEARCH program
     max_search_depth: int = 64
+    #: largest non-synchronising literal; 4096 under LITERAL- (RFC 7888 §4), None: any
+    #: size up to ``max_literal`` (LITERAL+)
+    max_nonsync_literal: int | None = None
 
 
 @dataclass(frozen=True)
@@ -272,6 +275,16 @@ class Receiver:
                 self._reset_command()
                 return event
             return self._die("Non-synchronising literal too big")
+        if not sync and self.limits.max_nonsync_literal is not None:
+            if size > self.limits.max_nonsync_literal:
+                # the octets follow anyway: skip them and answer, the stream stays in step
+                error = CommandError(
+                    self._tag,
+                    f"Non-synchronising literals are limited to "
+                    f"{self.limits.max_nonsync_literal} octets (LITERAL-)",
+                    "TOOBIG",
+                )
+                return self._fail(error, line)
         self._size += size
         self._remaining = size
         self._state = _LITERAL

@@ -69,8 +69,8 @@ def _is_continuation(ev: Event) -> bool:
     return type(ev).__name__ == "NeedContinuation"
 
 
-def assert_split_anywhere_is_the_same(script: bytes) -> None:
+def assert_split_anywhere_is_the_same(script: bytes, limits: Limits | None = None) -> None:
     """Cutting the input in two at any byte yields exactly the events of the whole."""
-    whole = feed(script)
+    whole = feed(script, limits=limits)
     for i in range(len(script)):
-        assert feed([script[:i], script[i:]]) == whole, i
+        assert feed([script[:i], script[i:]], limits=limits) == whole, i

@@ -123,6 +123,36 @@ def test_non_sync_literal_too_big_is_fatal() -> None:
     assert rx.next_event() == NeedData()
 
 
+MINUS = Limits(max_nonsync_literal=4096)
+
+
+def test_literal_minus_accepts_non_sync_literal_up_to_4096() -> None:
+    data = b"a APPEND x {4096+}\r\n" + b"m" * 4096 + b"\r\nb NOOP\r\n"
+    events = feed(data, limits=MINUS)
+    assert names(events) == ["CommandReceived", "CommandReceived"]
+    assert isinstance(events[0], CommandReceived)
+    append = events[0].command
+    assert isinstance(append, c.Append) and append.messages[0].data == b"m" * 4096
+
+
+def test_literal_minus_refuses_larger_non_sync_literal_and_keeps_in_step() -> None:
+    """RFC 7888 §4: BAD [TOOBIG], the literal's octets are skipped, the session lives."""
+    data = b"a APPEND x {4097+}\r\n" + b"m" * 4097 + b"\r\nb NOOP\r\n"
+    events = feed(data, limits=MINUS)
+    assert events[0] == CommandError(
+        "a", "Non-synchronising literals are limited to 4096 octets (LITERAL-)", "TOOBIG"
+    )
+    assert events[1:] == [CommandReceived(c.Noop("b"))]
+    # synchronising literals of any size up to max_literal still work
+    events = feed(b"c LOGIN {5000}\r\n" + b"u" * 5000 + b" p\r\n", limits=MINUS)
+    assert names(events) == ["NeedContinuation", "CommandReceived"]
+
+
+def test_literal_minus_split_anywhere() -> None:
+    data = b"a APPEND x {4097+}\r\n" + b"m" * 4097 + b"\r\nb NOOP\r\n"
+    assert_split_anywhere_is_the_same(data, limits=MINUS)
+
+
 def test_huge_literal_size_digits() -> None:
     events = feed(b"a LOGIN {" + b"9" * 30 + b"}\r\nb NOOP\r\n", limits=SMALL)
     assert events[0] == LiteralRejected("a", 2**64, "Literal too big")
