@@ -28,6 +28,9 @@ class ImapConfig:
     auth_failure_delay: float = 1.0
     #: LITERAL+ when True, LITERAL- (non-synchronising literals up to 4096) when False
     literal_plus: bool = True
+    #: RFC 9585 INPROGRESS: a command running longer than this reports its progress,
+    #: then again after each further interval
+    progress_interval: float = 1.0
     #: MESSAGELIMIT (RFC 9738)
     message_limit: int = 1_000_000
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import datetime
 import re
-
-import pytest
+from pathlib import Path
 
 from carteiro.delivery import new_message
-from carteiro.imap.handlers import base
 from tests.integration.harness import RawClient, ServerThread
 from tests.integration.mbox import simple
 
@@ -46,18 +44,26 @@ def test_utf8_accept(server: ServerThread, user: str) -> None:
     c.close()
 
 
-def test_inprogress_on_long_commands(
-    server: ServerThread, user: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_inprogress_on_long_commands(server: ServerThread, tmp_path: Path) -> None:
+    eager = ServerThread(tmp_path, progress_interval=0.0)
+    try:
+        user = eager.new_user()
+        populate(eager, user, 1200)
+        c = login(eager, user)
+        assert b"INPROGRESS" in c.cmd("CAPABILITY", tag="a")[0]
+        c.cmd("SELECT INBOX", tag="b")
+        out = c.cmd("FETCH 1:* (FLAGS)", tag="f1")
+        notes = [x for x in out if b"INPROGRESS" in x]
+        assert notes
+        assert all(re.match(rb'\* OK \[INPROGRESS \("f1" \d+ 1200\)\]', x) for x in notes)
+        c.close()
+    finally:
+        eager.stop()
+    # the default interval (1 s) is far longer than a 1,200-message FETCH
+    user = server.new_user()
     populate(server, user, 1200)
-    monkeypatch.setattr(base, "PROGRESS_AFTER", 0.0)
     c = login(server, user)
-    assert b"INPROGRESS" in c.cmd("CAPABILITY", tag="a")[0]
     c.cmd("SELECT INBOX", tag="b")
-    out = c.cmd("FETCH 1:* (FLAGS)", tag="f1")
-    notes = [x for x in out if b"INPROGRESS" in x]
-    assert notes and all(re.match(rb'\* OK \[INPROGRESS \("f1" \d+ 1200\)\]', x) for x in notes)
-    monkeypatch.setattr(base, "PROGRESS_AFTER", 3600.0)
     assert not any(b"INPROGRESS" in x for x in c.cmd("FETCH 1:* (FLAGS)", tag="f2"))
     c.close()
 

@@ -37,9 +37,7 @@ def test_default_server_advertises_literal_plus_only(server: ServerThread) -> No
 def test_non_sync_literals_under_literal_minus(minus_server: ServerThread) -> None:
     user = minus_server.new_user()
     c = RawClient(minus_server.port)
-    assert c.cmd(b"L LOGIN {%d+}\r\n%s secret" % (len(user), user.encode()))[-1].startswith(
-        b"L OK"
-    )
+    assert c.cmd(b"L LOGIN {%d+}\r\n%s secret" % (len(user), user.encode()))[-1].startswith(b"L OK")
     small = simple("small", "x" * 1000)
     assert len(small) <= 4096
     lines = c.cmd(b"a APPEND INBOX {%d+}\r\n%s\r\n" % (len(small), small))

@@ -17,6 +17,8 @@ A transcript (``cases/*.imap``) is a small text file, one item per line::
                               sets the user's quota (RFC 9208) before the next line
                               runs: STORAGE in units of 1024 octets, MESSAGE a count,
                               "-" for unlimited (the engine replay ignores it)
+    @server KEY=VALUE ...     ImapConfig settings for this transcript: the server
+                              replay runs on a server started for it alone
     @session B                switches to session B (opened on first use); the lines
                               that follow talk on B's connection. The first session
                               is "A". When a session's first item is an S line, it
@@ -158,6 +160,8 @@ class Transcript:
     steps: list[Send | ExpectBlock | Deliver | SetQuota]
     xfail_server: str | None = None
     xfail_engine: str | None = None
+    #: ImapConfig overrides: the server replay then runs on a server of its own
+    server_config: dict[str, float | int | bool] = field(default_factory=dict)
 
     def sessions(self) -> list[str]:
         seen: list[str] = []
@@ -172,6 +176,15 @@ class Transcript:
 _LITERAL = re.compile(r"(~?)\{(\d+|#)(\+?)\}$")
 _PREFIX = re.compile(r"^(C\+|C|R|Dx|D-|D|S\+|S~|S\*|S\|\?|S\||S):(?: (.*)|)$")
 _IMAP_DATE = "%d-%b-%Y %H:%M:%S %z"
+
+
+def _config_value(value: str) -> float | int | bool:
+    if value in ("true", "false"):
+        return value == "true"
+    try:
+        return int(value)
+    except ValueError:
+        return float(value)
 
 
 def _literal_of(text: str) -> Literal | None:
@@ -239,6 +252,12 @@ def parse(path: Path) -> Transcript:
                 t.steps.append(_deliver(args, messages, lineno, fail))
             elif name == "quota":
                 t.steps.append(_quota(args, lineno, fail))
+            elif name == "server":
+                for arg in args:
+                    key, sep, value = arg.partition("=")
+                    if not sep or not key:
+                        raise fail("@server takes key=value settings")
+                    t.server_config[key] = _config_value(value)
             elif name == "session":
                 if len(args) != 1:
                     raise fail("@session takes one name")

@@ -77,6 +77,10 @@ def test_malformed_transcripts_are_rejected(tmp_path: Path) -> None:
         parse(_write(tmp_path, "C: a1 NOOP\nD: x\n"))
     with pytest.raises(TranscriptError, match="unknown directive"):
         parse(_write(tmp_path, "@nonsense\n"))
+    with pytest.raises(TranscriptError, match="key=value"):
+        parse(_write(tmp_path, "@server progress_interval\n"))
+    t = parse(_write(tmp_path, "@server a=0 b=1.5 c=false\nC: a1 NOOP\nS: a1 OK *\n"))
+    assert t.server_config == {"a": 0, "b": 1.5, "c": False}
 
 
 def test_engine_replay_accepts_utf8_after_enable_utf8_accept(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.integration.harness import RawClient, ServerThread
@@ -35,5 +37,12 @@ def test_engine(transcript: Transcript) -> None:
 
 
 @pytest.mark.parametrize("transcript", _params("server"))
-def test_server(transcript: Transcript, server: ServerThread) -> None:
-    replay_server(transcript, server, lambda: RawClient(server.port, timeout=READ_TIMEOUT))
+def test_server(transcript: Transcript, server: ServerThread, tmp_path: Path) -> None:
+    if not transcript.server_config:
+        replay_server(transcript, server, lambda: RawClient(server.port, timeout=READ_TIMEOUT))
+        return
+    own = ServerThread(tmp_path, **transcript.server_config)
+    try:
+        replay_server(transcript, own, lambda: RawClient(own.port, timeout=READ_TIMEOUT))
+    finally:
+        own.stop()

@@ -69,10 +69,6 @@ def bad(text: str, code: str | None = None) -> Result:
     return Result("BAD", text, code)
 
 
-#: RFC 9585 INPROGRESS: a command running longer than this tells the client how far it is
-PROGRESS_AFTER = 1.0
-
-
 @dataclass
 class Context:
     session: Session
@@ -89,10 +85,11 @@ class Context:
         self.conn.send(data)
 
     def progress(self, done: int, total: int | None) -> None:
-        """RFC 9585: ``* OK [INPROGRESS ("tag" done total)]`` at most once a second, once
-        the command has run for :data:`PROGRESS_AFTER` seconds."""
+        """RFC 9585: ``* OK [INPROGRESS ("tag" done total)]`` at most once per
+        ``config.progress_interval``, once the command has run that long."""
         now = time.monotonic()
-        if now - self.started < PROGRESS_AFTER or now - self._last_progress < PROGRESS_AFTER:
+        every = self.config.progress_interval
+        if now - self.started < every or now - self._last_progress < every:
             return
         self._last_progress = now
         goal = b"NIL" if total is None else b"%d" % total
