@@ -37,6 +37,7 @@ _AFTER_AUTH = (
     "QUOTA",
     "QUOTA=RES-STORAGE",
     "QUOTA=RES-MESSAGE",
+    "UIDONLY",
 )
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 
 from carteiro.imap.protocol.sequence_set import from_numbers
 from carteiro.imap.protocol.wire import flag_list
+from carteiro.imap.uidonly import fetch_start
 from carteiro.store.interface import SYSTEM_FLAGS, Changes, FlagUpdate, MailboxInfo
 
 
@@ -163,6 +164,7 @@ class SelectedMailbox:
         rev1: bool,
         condstore: bool = False,
         qresync: bool = False,
+        uidonly: bool = False,
     ) -> list[bytes]:
         """Untagged responses for everything pending that may be sent now."""
         out: list[bytes] = []
@@ -184,10 +186,11 @@ class SelectedMailbox:
                     continue
                 upd = self.pending_flags[uid]
                 modseq = b" MODSEQ (%d)" % upd.modseq if condstore else b""
-                out.append(
-                    b"* %d FETCH (UID %d FLAGS %s%s)\r\n"
-                    % (pos, uid, self.flags_for_display(uid, upd.flags, rev1), modseq)
-                )
+                head = fetch_start(pos, uid, uidonly)
+                if not uidonly:
+                    head += b"UID %d " % uid
+                flags = self.flags_for_display(uid, upd.flags, rev1)
+                out.append(head + b"FLAGS %s%s)\r\n" % (flags, modseq))
             self.pending_flags.clear()
         if condstore and self.pending_expunged and self.expunge_floor is not None:
             out.append(b"* OK [HIGHESTMODSEQ %d] Expunges pending\r\n" % self.expunge_floor)

@@ -36,6 +36,7 @@ from carteiro.imap.protocol.receiver import (
 )
 from carteiro.imap.protocol.responses import tagged
 from carteiro.imap.state import Session, State
+from carteiro.imap.uidonly import uses_sequence_numbers
 from carteiro.net.stream import Stream
 from carteiro.store import errors as se
 from carteiro.store.interface import Changes, Store
@@ -239,7 +240,8 @@ class ImapConnection:
             allow_expunge=allow_expunge,
             rev1=self.session.rev1,
             condstore=self.session.condstore,
-            qresync=self.session.qresync,
+            qresync=self.session.vanished,
+            uidonly=self.session.uidonly,
         ):
             self.send(line)
 
@@ -351,6 +353,16 @@ class ImapConnection:
             self.send(
                 tagged(
                     cmd.tag, "BAD", f"{cmd.name} is not valid in the {session.state.value} state"
+                )
+            )
+            return
+        if session.uidonly and uses_sequence_numbers(cmd):
+            self.send(
+                tagged(
+                    cmd.tag,
+                    "BAD",
+                    "Message sequence numbers are not allowed once UIDONLY is enabled",
+                    "UIDREQUIRED",
                 )
             )
             return

@@ -41,6 +41,13 @@ class Session:
     qresync: bool = False
     #: RFC 6855 ENABLE UTF8=ACCEPT: UTF-8 mailbox names and strings without rev2
     utf8_accept: bool = False
+    #: RFC 9586 ENABLE UIDONLY: no sequence numbers in requests or responses
+    uidonly: bool = False
+
+    @property
+    def vanished(self) -> bool:
+        """Expunges are announced with VANISHED (QRESYNC, or UIDONLY §3.4)."""
+        return self.qresync or self.uidonly
 
     @property
     def rev1(self) -> bool:

@@ -110,3 +110,49 @@ def test_replace(server: ServerThread, user: str) -> None:
     body = c.cmd("FETCH 1:* BODY.PEEK[]", tag="g")
     assert len(body) == 2 and v3 in body[0]  # only the replacement is left
     c.close()
+
+
+def test_uidonly_with_imaplib(server: ServerThread) -> None:
+    """RFC 9586 end to end with Python's imaplib: UIDFETCH responses are collected by
+    name, sequence-number commands are refused, expunges arrive as VANISHED."""
+    user = server.new_user()
+    for i in range(3):
+        server.deliver(user, simple(f"uidonly {i}"))
+    conn = server.connect(user)
+    try:
+        assert "UIDONLY" in conn.capabilities
+        typ, data = conn._simple_command("ENABLE", "UIDONLY")
+        assert typ == "OK"
+        assert conn.untagged_responses.pop("ENABLED") == [b"UIDONLY"]
+        conn.select("INBOX")
+        typ, _ = conn.uid("FETCH", "1:*", "(FLAGS RFC822.SIZE)")
+        assert typ == "OK"
+        _, fetched = conn.response("UIDFETCH")
+        assert [x.split(b" ", 1)[0] for x in fetched] == [b"1", b"2", b"3"]
+        assert all(b"RFC822.SIZE" in x and b"UID " not in x for x in fetched)
+        try:
+            conn.fetch("1", "(FLAGS)")
+        except conn.error as exc:
+            assert "UIDREQUIRED" in str(exc)
+        else:
+            raise AssertionError("FETCH by sequence number was accepted under UIDONLY")
+        conn.uid("STORE", "2", "+FLAGS.SILENT", "(\\Deleted)")
+        typ, _ = conn.expunge()
+        assert typ == "OK"
+        _, vanished = conn.response("VANISHED")
+        assert vanished == [b"2"]
+        _, expunged = conn.response("EXPUNGE")
+        assert expunged == [None]
+    finally:
+        conn.logout()
+
+
+def test_uidonly_refuses_qresync_sequence_match_data(server: ServerThread, user: str) -> None:
+    server.deliver(user, simple("one"))
+    c = login(server, user)
+    c.cmd("ENABLE QRESYNC UIDONLY", tag="e")
+    out = c.cmd("SELECT INBOX (QRESYNC (1 1 1:5 (1 1)))", tag="s")
+    assert out[-1].startswith(b"s BAD [UIDREQUIRED]")
+    out = c.cmd("SELECT INBOX (QRESYNC (1 1 1:5))", tag="t")
+    assert out[-1].startswith(b"t OK")
+    c.close()

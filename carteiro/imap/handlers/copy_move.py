@@ -58,6 +58,6 @@ async def move(ctx: Context, cmd: c.Move) -> Result:
     res = await ctx.store.move(sel.info.id, uids, dest_id)
     if res.source_uids:
         ctx.send(b"* OK [" + copyuid(res).encode() + b"] Moved\r\n")
-    for line in sel.remove_now(res.source_uids, qresync=ctx.session.qresync):
+    for line in sel.remove_now(res.source_uids, qresync=ctx.session.vanished):
         ctx.send(line)
     return ok("MOVE completed")

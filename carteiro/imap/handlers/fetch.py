@@ -32,6 +32,7 @@ from carteiro.imap.protocol.fetch_attrs import (
 )
 from carteiro.imap.protocol.sequence_set import from_numbers
 from carteiro.imap.protocol.wire import literal, string
+from carteiro.imap.uidonly import fetch_start
 from carteiro.message.meta import MessageMeta
 from carteiro.message.sections import UnknownEncoding, binary_bytes, section_bytes
 from carteiro.store.interface import MessageRecord, ObjectInfo
@@ -182,7 +183,7 @@ def render(
         elif isinstance(a, BinarySize):
             assert raw is not None and meta is not None
             items.append(_binary_size(a, raw, meta))
-    return b"* %d FETCH (" % msn + b" ".join(items) + b")\r\n"
+    return fetch_start(msn, rec.uid, ctx.session.uidonly) + b" ".join(items) + b")\r\n"
 
 
 async def load_records(
@@ -205,6 +206,9 @@ async def _fetch(ctx: Context, cmd: c.Fetch, sel_: Selection) -> None:
     attrs = cmd.attrs
     need_meta, need_raw = _needs(attrs)
     mark_seen = not sel.readonly and any(sets_seen(a) for a in attrs)
+    # UID FETCH always reports UID, except under UIDONLY where the UID heads the
+    # response and the item appears only when asked for (RFC 9586 §3.3)
+    with_uid = cmd.uid and not ctx.session.uidonly
     for start in range(0, len(sel_.uids), CHUNK):
         ctx.progress(start, len(sel_.uids))
         chunk = sel_.uids[start : start + CHUNK]
@@ -258,7 +262,7 @@ async def _fetch(ctx: Context, cmd: c.Fetch, sel_: Selection) -> None:
                         raw = await ctx.store.read_blob(rec.blob_id)
                     preview = meta.preview_text(raw or b"")
                 line = render(
-                    ctx, attrs, msn, rec, flags_first, meta, raw, cmd.uid, with_modseq, info,
+                    ctx, attrs, msn, rec, flags_first, meta, raw, with_uid, with_modseq, info,
                     preview,
                 )  # fmt: skip
                 ctx.send(line)

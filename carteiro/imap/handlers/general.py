@@ -41,6 +41,7 @@ _ENABLEABLE = {
     "CONDSTORE": "CONDSTORE",
     "QRESYNC": "QRESYNC",
     "UTF8=ACCEPT": "UTF8=ACCEPT",
+    "UIDONLY": "UIDONLY",
 }
 
 
@@ -61,6 +62,8 @@ async def enable(ctx: Context, cmd: c.Enable) -> Result:
             ctx.session.qresync = ctx.session.condstore = True
         elif name == "UTF8=ACCEPT":
             ctx.session.utf8_accept = True
+        elif name == "UIDONLY":
+            ctx.session.uidonly = True
     ctx.send(b"* ENABLED" + b"".join(b" " + n.encode() for n in newly) + b"\r\n")
     return ok("ENABLE completed")
 
@@ -80,7 +83,7 @@ async def unauthenticate(ctx: Context, cmd: c.Unauthenticate) -> Result:
     s.account = None
     s.state = State.NOT_AUTHENTICATED
     s.enabled.clear()
-    s.rev2 = s.condstore = s.qresync = s.utf8_accept = False
+    s.rev2 = s.condstore = s.qresync = s.utf8_accept = s.uidonly = False
     ctx.extra.clear()  # per-login caches (APPEND's mailbox cache) belong to the old account
     return ok("UNAUTHENTICATE completed")
 

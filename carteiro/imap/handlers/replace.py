@@ -39,6 +39,6 @@ async def replace(ctx: Context, cmd: c.Replace) -> Result:
     ctx.send(
         b"* OK [APPENDUID %d %d] Replacement saved\r\n" % (saved.uidvalidity, saved.dest_uids[0])
     )
-    for line in sel.remove_now([target], qresync=ctx.session.qresync):
+    for line in sel.remove_now([target], qresync=ctx.session.vanished):
         ctx.send(line)
     return ok("REPLACE completed")

@@ -8,6 +8,7 @@ from carteiro.imap.protocol import commands as c
 from carteiro.imap.protocol.sequence_set import from_numbers
 from carteiro.imap.selected import SelectedMailbox
 from carteiro.imap.state import State
+from carteiro.imap.uidonly import fetch_start
 
 
 def selected(ctx: Context) -> SelectedMailbox:
@@ -58,7 +59,7 @@ async def select(ctx: Context, cmd: c.Select) -> Result:
         ctx.send(b"* %d RECENT\r\n" % len(sel.recent))
     for line in sel.flags_responses():
         ctx.send(line)
-    if ctx.session.rev1:
+    if ctx.session.rev1 and not ctx.session.uidonly:  # [UNSEEN n] is a sequence number
         first_unseen = await ctx.store.first_unseen(box.id)
         msn = sel.msn_of(first_unseen) if first_unseen is not None else None
         if msn is not None:
@@ -100,9 +101,10 @@ async def _qresync(ctx: Context, sel: SelectedMailbox, params: c.QresyncParams) 
         if msn is None or not wanted(upd.uid):
             continue
         flags = sel.flags_for_display(upd.uid, upd.flags, ctx.session.rev1)
-        ctx.send(
-            b"* %d FETCH (UID %d FLAGS %s MODSEQ (%d))\r\n" % (msn, upd.uid, flags, upd.modseq)
-        )
+        head = fetch_start(msn, upd.uid, ctx.session.uidonly)
+        if not ctx.session.uidonly:
+            head += b"UID %d " % upd.uid
+        ctx.send(head + b"FLAGS %s MODSEQ (%d))\r\n" % (flags, upd.modseq))
 
 
 @command(c.Close, SELECTED)
@@ -137,6 +139,6 @@ async def expunge(ctx: Context, cmd: c.Expunge) -> Result:
         if not restrict:
             return ok("UID EXPUNGE completed")
     gone = await ctx.store.expunge(sel.info.id, restrict)
-    for line in sel.remove_now(gone, qresync=ctx.session.qresync):
+    for line in sel.remove_now(gone, qresync=ctx.session.vanished):
         ctx.send(line)
     return ok("EXPUNGE completed")

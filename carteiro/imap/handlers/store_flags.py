@@ -7,6 +7,7 @@ from carteiro.imap.handlers.fetch import load_records
 from carteiro.imap.handlers.messages import resolve
 from carteiro.imap.protocol import commands as c
 from carteiro.imap.protocol.sequence_set import from_numbers
+from carteiro.imap.uidonly import fetch_start
 
 CHUNK = 1000
 
@@ -20,6 +21,8 @@ async def store(ctx: Context, cmd: c.Store) -> Result:
     if cmd.unchanged_since is not None:
         ctx.session.condstore = True  # RFC 7162 §3.1: a CONDSTORE-enabling command
     condstore = ctx.session.condstore
+    uidonly = ctx.session.uidonly
+    with_uid = cmd.uid and not uidonly  # under UIDONLY the UID heads the response
     uids = [u for u in resolve(ctx, cmd.seqs, cmd.uid).uids if u not in sel.pending_expunged]
     flags = frozenset(cmd.flags)
     modified: list[int] = []
@@ -42,8 +45,11 @@ async def store(ctx: Context, cmd: c.Store) -> Result:
                 for u in updates:
                     msn = sel.msn_of(u.uid)
                     if msn is not None:
-                        uid_item = b"UID %d " % u.uid if cmd.uid else b""
-                        ctx.send(b"* %d FETCH (%sMODSEQ (%d))\r\n" % (msn, uid_item, u.modseq))
+                        ctx.send(
+                            fetch_start(msn, u.uid, uidonly)
+                            + (b"UID %d " % u.uid if with_uid else b"")
+                            + b"MODSEQ (%d))\r\n" % u.modseq
+                        )
             continue
         current = {u.uid: (u.flags, u.modseq) for u in updates}
         skip = set(modified)
@@ -59,9 +65,12 @@ async def store(ctx: Context, cmd: c.Store) -> Result:
                 continue
             shown_flags, modseq = current[uid]
             shown = sel.flags_for_display(uid, shown_flags, ctx.session.rev1)
-            uid_item = b"UID %d " % uid if cmd.uid else b""
+            uid_item = b"UID %d " % uid if with_uid else b""
             modseq_item = b" MODSEQ (%d)" % modseq if condstore else b""
-            ctx.send(b"* %d FETCH (%sFLAGS %s%s)\r\n" % (msn, uid_item, shown, modseq_item))
+            ctx.send(
+                fetch_start(msn, uid, uidonly)
+                + b"%sFLAGS %s%s)\r\n" % (uid_item, shown, modseq_item)
+            )
         await ctx.conn.flush()
     if modified:
         numbers = modified if cmd.uid else [m for u in modified if (m := sel.msn_of(u))]
