@@ -54,6 +54,7 @@ def capabilities(session: Session, config: ImapConfig) -> list[str]:
             caps.append("LOGINDISABLED")
     caps.extend(_AFTER_AUTH)
     caps.append(f"APPENDLIMIT={config.max_literal}")
+    caps.append(f"MESSAGELIMIT={config.message_limit}")
     return caps
 
 

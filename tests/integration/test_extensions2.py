@@ -156,3 +156,27 @@ def test_uidonly_refuses_qresync_sequence_match_data(server: ServerThread, user:
     out = c.cmd("SELECT INBOX (QRESYNC (1 1 1:5))", tag="t")
     assert out[-1].startswith(b"t OK")
     c.close()
+
+
+def test_messagelimit_with_imaplib(tmp_path: Path) -> None:
+    """RFC 9738 through imaplib: a limited FETCH returns the highest UIDs and OK, a COPY
+    over the limit is refused whole with NO [MESSAGELIMIT n uid]."""
+    limited = ServerThread(tmp_path, message_limit=2)
+    try:
+        user = limited.new_user()
+        for i in range(5):
+            limited.deliver(user, simple(f"limited {i}"))
+        conn = limited.connect(user)
+        assert "MESSAGELIMIT=2" in conn.capabilities
+        conn.select("INBOX")
+        typ, data = conn.uid("FETCH", "1:*", "(UID)")
+        assert typ == "OK"
+        assert [d for d in data if d] == [b"5 (UID 5)", b"4 (UID 4)"]
+        typ, data = conn.uid("COPY", "1:*", "Trash")
+        assert typ == "NO" and data[0].startswith(b"[MESSAGELIMIT 2 4]")
+        assert conn.status("Trash", "(MESSAGES)")[1] == [b"Trash (MESSAGES 0)"]
+        typ, data = conn.uid("COPY", "4:5", "Trash")
+        assert typ == "OK"
+        conn.logout()
+    finally:
+        limited.stop()

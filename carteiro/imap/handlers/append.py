@@ -7,6 +7,7 @@ import datetime
 from carteiro.delivery import new_message
 from carteiro.imap.handlers.base import AUTH, Context, Result, command, no, ok
 from carteiro.imap.handlers.mailboxes import account_id, name_arg
+from carteiro.imap.handlers.messages import limit_code
 from carteiro.imap.protocol import commands as c
 from carteiro.imap.protocol.sequence_set import ordered_uid_set
 from carteiro.store.errors import NotFound
@@ -35,6 +36,9 @@ async def _mailbox(ctx: Context, name: str) -> MailboxInfo | None:
 
 @command(c.Append, AUTH)
 async def append(ctx: Context, cmd: c.Append) -> Result:
+    if len(cmd.messages) > ctx.config.message_limit:
+        # RFC 9738 §3.1: MULTIAPPEND is atomic, so nothing is appended
+        return no(f"At most {ctx.config.message_limit} messages per APPEND", limit_code(ctx))
     box = await _mailbox(ctx, name_arg(ctx, cmd.mailbox))
     if box is None:
         return no("Mailbox does not exist", "TRYCREATE")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from carteiro.imap.handlers.base import SELECTED, Context, Result, command, no, not_uid, ok
 from carteiro.imap.handlers.mailboxes import account_id, name_arg
-from carteiro.imap.handlers.messages import resolve
+from carteiro.imap.handlers.messages import limit, limit_code, resolve
 from carteiro.imap.protocol import commands as c
 from carteiro.imap.protocol.sequence_set import ordered_uid_set
 from carteiro.store.interface import CopyResult
@@ -37,6 +37,9 @@ async def copy(ctx: Context, cmd: c.Copy) -> Result:
     dest_id, uids = prep
     if not uids:
         return ok("COPY completed, nothing to copy")
+    _, last = limit(ctx, uids)
+    if last is not None:  # RFC 9738 §3.1: COPY is atomic, so all or nothing
+        return no("Too many messages to copy, try a smaller set", limit_code(ctx, last))
     res = await ctx.store.copy(sel.info.id, uids, dest_id)
     if not res.source_uids:
         return ok("COPY completed, nothing to copy")
@@ -55,9 +58,12 @@ async def move(ctx: Context, cmd: c.Move) -> Result:
     dest_id, uids = prep
     if not uids:
         return ok("MOVE completed, nothing to move")
+    uids, last = limit(ctx, uids)  # RFC 9738 §3.1: the highest UIDs move, the rest wait
     res = await ctx.store.move(sel.info.id, uids, dest_id)
     if res.source_uids:
         ctx.send(b"* OK [" + copyuid(res).encode() + b"] Moved\r\n")
     for line in sel.remove_now(res.source_uids, qresync=ctx.session.vanished):
         ctx.send(line)
+    if last is not None:
+        return ok(f"MOVE completed for the last {len(uids)} messages", limit_code(ctx, last))
     return ok("MOVE completed")

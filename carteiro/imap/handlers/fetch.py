@@ -20,7 +20,7 @@ from carteiro.imap.handlers.base import (
     not_uid,
     ok,
 )
-from carteiro.imap.handlers.messages import Selection, partial_slice, resolve
+from carteiro.imap.handlers.messages import Selection, limit, limit_code, partial_slice, resolve
 from carteiro.imap.protocol import commands as c
 from carteiro.imap.protocol.fetch_attrs import (
     BinarySize,
@@ -200,7 +200,7 @@ async def load_records(
     return await ctx.store.records(mailbox_id, chunk)
 
 
-async def _fetch(ctx: Context, cmd: c.Fetch, sel_: Selection) -> None:
+async def _fetch(ctx: Context, cmd: c.Fetch, sel_: Selection, descending: bool = False) -> None:
     sel = ctx.session.selected
     assert sel is not None
     attrs = cmd.attrs
@@ -209,10 +209,13 @@ async def _fetch(ctx: Context, cmd: c.Fetch, sel_: Selection) -> None:
     # UID FETCH always reports UID, except under UIDONLY where the UID heads the
     # response and the item appears only when asked for (RFC 9586 §3.3)
     with_uid = cmd.uid and not ctx.session.uidonly
-    for start in range(0, len(sel_.uids), CHUNK):
-        ctx.progress(start, len(sel_.uids))
+    starts = range(0, len(sel_.uids), CHUNK)
+    for done, start in enumerate(reversed(starts) if descending else starts):
+        ctx.progress(done * CHUNK, len(sel_.uids))
         chunk = sel_.uids[start : start + CHUNK]
         records = await load_records(ctx, sel.uids, chunk, sel.info.id)
+        if descending:
+            records.reverse()
         if cmd.changed_since is not None:
             records = [r for r in records if r.modseq > cmd.changed_since]
             if not records:
@@ -310,6 +313,14 @@ async def fetch(ctx: Context, cmd: c.Fetch) -> Result:
         return no(f"At most {MAX_BODY_ITEMS} body sections per FETCH", "LIMIT")
     if cmd.changed_since is not None or Simple.MODSEQ in cmd.attrs:
         ctx.session.condstore = True  # RFC 7162 §3.1: a CONDSTORE-enabling command
+    if cmd.partial is not None:
+        first, last = (abs(n) for n in cmd.partial)
+        if abs(last - first) + 1 > ctx.config.message_limit:
+            # RFC 9738 §3.1: a PARTIAL range over the limit is refused outright
+            return no(
+                f"FETCH exceeds the maximum {ctx.config.message_limit}-message limit",
+                limit_code(ctx),
+            )
     if cmd.vanished:
         if not ctx.session.qresync:
             return bad("VANISHED needs ENABLE QRESYNC")
@@ -324,5 +335,9 @@ async def fetch(ctx: Context, cmd: c.Fetch) -> Result:
         selection = Selection([u for u in selection.uids if u in changed])
     if cmd.partial is not None:
         selection = Selection(partial_slice(selection.uids, cmd.partial))
-    await _fetch(ctx, cmd, selection)
+    uids, lowest = limit(ctx, selection.uids)
+    # over the limit, the highest UIDs are processed, highest first (RFC 9738 §3.1)
+    await _fetch(ctx, cmd, Selection(uids), descending=lowest is not None)
+    if lowest is not None:
+        return ok(f"FETCH completed with {len(uids)} partial results", limit_code(ctx, lowest))
     return ok("FETCH completed")

@@ -13,6 +13,23 @@ class Selection:
     uids: list[int]  # ascending, all currently in the session's MSN map
 
 
+def limit(ctx: Context, uids: list[int]) -> tuple[list[int], int | None]:
+    """MESSAGELIMIT (RFC 9738 §3.1): the messages with the highest UIDs, at most the
+    limit of them, and the lowest UID kept when some were left out (else None): the
+    client continues below it."""
+    n = ctx.config.message_limit
+    if len(uids) <= n:
+        return uids, None
+    kept = uids[-n:]
+    return kept, kept[0]
+
+
+def limit_code(ctx: Context, last_uid: int | None = None) -> str:
+    """``MESSAGELIMIT n [lowest-processed-uid]``."""
+    n = ctx.config.message_limit
+    return f"MESSAGELIMIT {n}" if last_uid is None else f"MESSAGELIMIT {n} {last_uid}"
+
+
 def partial_slice(values: list[int], window: tuple[int, int]) -> list[int]:
     """RFC 9394 PARTIAL: positions first..last (1-based) of ``values``, or counted from
     the end when negative (``-1:-100`` is the last hundred)."""

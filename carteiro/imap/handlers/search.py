@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 
 from carteiro.imap.handlers.base import SELECTED, Context, Result, bad, command, not_uid, ok
-from carteiro.imap.handlers.fetch import CHUNK, by_size
-from carteiro.imap.handlers.messages import partial_slice
+from carteiro.imap.handlers.fetch import CHUNK, by_size, load_records
+from carteiro.imap.handlers.messages import limit, limit_code, partial_slice
 from carteiro.imap.protocol import commands as c
+from carteiro.imap.protocol import search_keys as k
 from carteiro.imap.protocol.sequence_set import from_numbers
 from carteiro.imap.protocol.wire import quoted
 from carteiro.imap.search_eval import (
@@ -23,19 +24,40 @@ from carteiro.store.interface import MessageRecord
 _RETURN = {"MIN", "MAX", "ALL", "COUNT", "SAVE", "PARTIAL"}
 
 
-async def run_search(ctx: Context, cmd: c.Search) -> list[tuple[int, int, int]]:
-    """(msn, uid, modseq) of matching messages, ascending."""
+def candidates(ctx: Context, key: k.SearchKey) -> list[int]:
+    """The UIDs the search must look at: all, or those a top-level sequence-set key
+    allows (so that MESSAGELIMIT counts the messages actually searched)."""
+    sel = ctx.session.selected
+    assert sel is not None
+    parts = key.keys if isinstance(key, k.And) else (key,)
+    sets = [p for p in parts if isinstance(p, k.SeqKey) and not p.seqs.saved]
+    if not sets:
+        return list(sel.uids)
+    uids = list(sel.uids)
+    for s in sets:
+        if s.uid:
+            uids = [u for u in uids if s.seqs.contains(u, sel.max_uid)]
+        else:
+            uids = [u for u in uids if s.seqs.contains(sel.msn_of(u) or 0, sel.exists)]
+    return uids
+
+
+async def run_search(
+    ctx: Context, cmd: c.Search, uids: list[int] | None = None
+) -> list[tuple[int, int, int]]:
+    """(msn, uid, modseq) of matching messages among ``uids`` (default: all), ascending."""
     sel = ctx.session.selected
     assert sel is not None
     content_needed = needs_content(cmd.key)
     with_info = needs_info(cmd.key)
     now = time.time()
     hits: list[tuple[int, int, int]] = []
-    uids = sel.uids
+    if uids is None:
+        uids = list(sel.uids)
     for start in range(0, len(uids), CHUNK * 4):
         ctx.progress(start, len(uids))
         chunk = uids[start : start + CHUNK * 4]
-        records = await ctx.store.records_range(sel.info.id, chunk[0], chunk[-1], len(chunk))
+        records = await load_records(ctx, sel.uids, chunk, sel.info.id)
         infos = (
             await ctx.store.object_info(sel.info.id, [r.uid for r in records]) if with_info else {}
         )
@@ -76,7 +98,16 @@ async def search(ctx: Context, cmd: c.Search) -> Result:
     with_modseq = uses_modseq(cmd.key)
     if with_modseq:
         ctx.session.condstore = True  # RFC 7162 §3.1: a CONDSTORE-enabling command
-    hits = await run_search(ctx, cmd)
+    searched, lowest = limit(ctx, candidates(ctx, cmd.key))
+
+    def done(text: str) -> Result:
+        # RFC 9738 §3.1/§3.4: a limited search says where it stopped; $ holds only
+        # what was searched
+        if lowest is None:
+            return ok(text)
+        return ok(f"{text} with {len(searched)} partial results", limit_code(ctx, lowest))
+
+    hits = await run_search(ctx, cmd, searched)
     numbers = [uid if cmd.uid else msn for msn, uid, _ in hits]
     top_modseq = max((m for _, _, m in hits), default=0) if with_modseq else 0
 
@@ -92,12 +123,12 @@ async def search(ctx: Context, cmd: c.Search) -> Result:
             saved = sorted(set(picked))
         sel.saved_uids = saved
         if set(opts) == {"SAVE"}:
-            return ok("SEARCH completed, result saved")
+            return done("SEARCH completed, result saved")
 
     if opts is None and ctx.session.rev1:
         tail = b" (MODSEQ %d)" % top_modseq if top_modseq else b""
         ctx.send(b"* SEARCH" + b"".join(b" %d" % n for n in numbers) + tail + b"\r\n")
-        return ok("SEARCH completed")
+        return done("SEARCH completed")
 
     wanted = set(opts or ()) - {"SAVE"} or {"ALL"}
     if top_modseq and hits and cmd.partial is None and wanted <= {"MIN", "MAX"}:
@@ -128,4 +159,4 @@ async def search(ctx: Context, cmd: c.Search) -> Result:
     if top_modseq:
         parts.append(b"MODSEQ %d" % top_modseq)
     ctx.send(b" ".join(parts) + b"\r\n")
-    return ok("SEARCH completed")
+    return done("SEARCH completed")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from carteiro.imap.handlers.base import AUTH, SELECTED, Context, Result, bad, command, no, ok
 from carteiro.imap.handlers.mailboxes import account_id, mailbox_id, name_arg
+from carteiro.imap.handlers.messages import limit, limit_code
 from carteiro.imap.protocol import commands as c
 from carteiro.imap.protocol.sequence_set import from_numbers
 from carteiro.imap.selected import SelectedMailbox
@@ -134,11 +135,22 @@ async def expunge(ctx: Context, cmd: c.Expunge) -> Result:
     if sel.readonly:
         return no("Mailbox is read-only", "READ-ONLY")
     restrict = None
+    last = None
     if cmd.uids is not None:
         restrict = list(cmd.uids.select_from(sel.uids, sel.max_uid))
         if not restrict:
             return ok("UID EXPUNGE completed")
+        if len(restrict) > ctx.config.message_limit:
+            # RFC 9738 §3.1: UID EXPUNGE counts only \Deleted messages (plain EXPUNGE
+            # and CLOSE are never limited)
+            deleted = [
+                r.uid for r in await ctx.store.records(sel.info.id, restrict)
+                if "\\Deleted" in r.flags
+            ]  # fmt: skip
+            restrict, last = limit(ctx, deleted)
     gone = await ctx.store.expunge(sel.info.id, restrict)
     for line in sel.remove_now(gone, qresync=ctx.session.vanished):
         ctx.send(line)
+    if last is not None:
+        return ok(f"UID EXPUNGE completed for the last {len(gone)} messages", limit_code(ctx, last))
     return ok("EXPUNGE completed")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from carteiro.imap.handlers.base import SELECTED, Context, Result, command, no, not_uid, ok
 from carteiro.imap.handlers.fetch import load_records
-from carteiro.imap.handlers.messages import resolve
+from carteiro.imap.handlers.messages import limit, limit_code, resolve
 from carteiro.imap.protocol import commands as c
 from carteiro.imap.protocol.sequence_set import from_numbers
 from carteiro.imap.uidonly import fetch_start
@@ -24,11 +24,15 @@ async def store(ctx: Context, cmd: c.Store) -> Result:
     uidonly = ctx.session.uidonly
     with_uid = cmd.uid and not uidonly  # under UIDONLY the UID heads the response
     uids = [u for u in resolve(ctx, cmd.seqs, cmd.uid).uids if u not in sel.pending_expunged]
+    uids, lowest = limit(ctx, uids)  # RFC 9738: over the limit, the highest UIDs, highest first
     flags = frozenset(cmd.flags)
     modified: list[int] = []
-    for start in range(0, len(uids), CHUNK):
-        ctx.progress(start, len(uids))
+    starts = range(0, len(uids), CHUNK)
+    for done, start in enumerate(reversed(starts) if lowest is not None else starts):
+        ctx.progress(done * CHUNK, len(uids))
         chunk = uids[start : start + CHUNK]
+        if lowest is not None:
+            chunk = chunk[::-1]
         if cmd.unchanged_since is None:
             updates = await ctx.store.store_flags(sel.info.id, chunk, cmd.mode, flags)
         else:
@@ -55,7 +59,7 @@ async def store(ctx: Context, cmd: c.Store) -> Result:
         skip = set(modified)
         missing = [u for u in chunk if u not in current and u not in skip]
         if missing:
-            for rec in await load_records(ctx, sel.uids, missing, sel.info.id):
+            for rec in await load_records(ctx, sel.uids, sorted(missing), sel.info.id):
                 current[rec.uid] = (rec.flags, rec.modseq)
         for uid in chunk:
             if uid not in current:
@@ -75,4 +79,6 @@ async def store(ctx: Context, cmd: c.Store) -> Result:
     if modified:
         numbers = modified if cmd.uid else [m for u in modified if (m := sel.msn_of(u))]
         return ok("Conditional STORE failed for some messages", f"MODIFIED {from_numbers(numbers)}")
+    if lowest is not None:
+        return ok(f"STORE completed for the last {len(uids)} messages", limit_code(ctx, lowest))
     return ok("STORE completed")
