@@ -38,6 +38,7 @@ _AFTER_AUTH = (
     "QUOTA=RES-STORAGE",
     "QUOTA=RES-MESSAGE",
     "UIDONLY",
+    "NOTIFY",
 )
 
 

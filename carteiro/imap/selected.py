@@ -165,8 +165,10 @@ class SelectedMailbox:
         condstore: bool = False,
         qresync: bool = False,
         uidonly: bool = False,
+        flags: bool = True,
     ) -> list[bytes]:
-        """Untagged responses for everything pending that may be sent now."""
+        """Untagged responses for everything pending that may be sent now (``flags``
+        False keeps flag changes for later: a NOTIFY client that did not ask for them)."""
         out: list[bytes] = []
         if allow_expunge and self.pending_expunged:
             out.extend(self._announce_removal(set(self.pending_expunged), qresync))
@@ -176,7 +178,7 @@ class SelectedMailbox:
             if rev1:
                 out.append(b"* %d RECENT\r\n" % len(self.recent))
             self._announced_exists = len(self.uids)
-        if self.pending_flags:
+        if self.pending_flags and flags:
             out.extend(self.learn_keywords(u.flags for u in self.pending_flags.values()))
             for uid in sorted(self.pending_flags):
                 if uid in self.pending_expunged:

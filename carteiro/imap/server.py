@@ -14,13 +14,18 @@ import logging
 import ssl
 import time
 import zlib
+from bisect import bisect_right
 from collections.abc import Callable
 
-from carteiro.imap import handlers  # noqa: F401  (registers every command)
+from carteiro.imap import (
+    handlers,  # noqa: F401  (registers every command)
+    notify,
+)
 from carteiro.imap.capabilities import capability_line
 from carteiro.imap.config import ImapConfig
 from carteiro.imap.handlers.append import MAILBOX_CACHE
 from carteiro.imap.handlers.base import TABLE, CommandFailed, Context, map_store_error
+from carteiro.imap.handlers.fetch import fetch_messages
 from carteiro.imap.protocol import commands as c
 from carteiro.imap.protocol.receiver import (
     CommandError,
@@ -53,6 +58,10 @@ _INFLATE_CHUNK = 256 * 1024
 
 class _Closed(Exception):
     """The peer went away or the session must end now."""
+
+
+#: commands whose own effect a NOTIFY session is not told about (RFC 5465 §5)
+_MAILBOX_CHANGES = (c.Create, c.Delete, c.Rename, c.Subscribe, c.Unsubscribe)
 
 
 class ImapConnection:
@@ -215,10 +224,11 @@ class ImapConnection:
             return "change"
         return "timeout"
 
-    async def sync(self, allow_expunge: bool) -> None:
+    async def sync(self, allow_expunge: bool, allow_flags: bool = True) -> None:
         sel = self.session.selected
         if sel is None:
             return
+        newest_known = sel.max_uid
         if sel.info.id in self._dirty or None in self._dirty:
             self._dirty.clear()
             try:
@@ -242,7 +252,36 @@ class ImapConnection:
             condstore=self.session.condstore,
             qresync=self.session.vanished,
             uidonly=self.session.uidonly,
+            flags=allow_flags,
         ):
+            self.send(line)
+        watch = self.session.notify
+        if watch is not None and watch.selected is not None and watch.selected.fetch_attrs:
+            # RFC 5465 §5.2: EXISTS is followed by what the client asked to see of
+            # each new message
+            fresh = [u for u in sel.uids[bisect_right(sel.uids, newest_known) :]]
+            if fresh:
+                await fetch_messages(self.ctx, watch.selected.fetch_attrs, fresh)
+
+    async def push_notifications(self, *, in_idle: bool = False, selected: bool = True) -> None:
+        """RFC 5465: what the client asked to hear about, sent now: between commands,
+        in IDLE, or (``selected=False``: the command's own sync did that part) at the
+        end of a command."""
+        watch = self.session.notify
+        if watch is None or self.session.account is None:
+            return
+        if selected and watch.selected is not None and self.session.state is State.SELECTED:
+            # SELECTED-DELAYED keeps expunges for IDLE and commands that allow them
+            await self.sync(
+                allow_expunge=in_idle or watch.immediate_expunge,
+                allow_flags="FlagChange" in watch.selected.events,
+            )
+        for line in await notify.mailbox_lines(
+            watch, self.session, self.server.store, self.session.account.id
+        ):
+            self.send(line)
+        selected_id = self.session.selected.info.id if self.session.selected else None
+        for line in await notify.status_lines(watch, self.session, self.server.store, selected_id):
             self.send(line)
 
     # --- store notifications ------------------------------------------------------------
@@ -251,6 +290,10 @@ class ImapConnection:
             self.ctx.extra.pop(MAILBOX_CACHE, None)
         self._note_tick = self.server.tick()
         self._dirty.add(mailbox_id)
+        if self.session.notify is not None:
+            self.session.notify.dirty.add(mailbox_id)
+            self._change.set()
+            return
         sel = self.session.selected
         if sel is not None and (mailbox_id is None or mailbox_id == sel.info.id):
             self._change.set()
@@ -268,6 +311,9 @@ class ImapConnection:
                 continue
             if self.stream.at_eof or self.closing:
                 raise _Closed
+            if self._notify_now():
+                await self._wait_input_or_change(deadline)
+                continue
             try:
                 data = await asyncio.wait_for(
                     self.stream.read(), max(0.0, deadline - time.monotonic())
@@ -278,6 +324,51 @@ class ImapConnection:
             if not data:
                 raise _Closed
             self._feed(data)
+
+    def _notify_now(self) -> bool:
+        """Between commands of a NOTIFY session: store changes are pushed right away."""
+        return (
+            self.session.notify is not None
+            and not self._busy
+            and self.session.state in (State.AUTHENTICATED, State.SELECTED)
+            and self.receiver.between_commands
+        )
+
+    async def _wait_input_or_change(self, deadline: float) -> None:
+        """Reads input into the receiver, or sends pending notifications, whichever
+        comes first; raises like :meth:`_next_event` on EOF and autologout."""
+        if self._change.is_set():
+            self._change.clear()
+            await self.push_notifications()
+            await self.flush()
+            return
+        read = asyncio.ensure_future(self.stream.read())
+        changed = asyncio.ensure_future(self._change.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {read, changed},
+                timeout=max(0.0, deadline - time.monotonic()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            changed.cancel()
+            if not read.done():
+                read.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await read
+        if read.done() and not read.cancelled():
+            data = read.result()
+            if not data:
+                raise _Closed
+            self._feed(data)
+            return
+        if changed in done:
+            self._change.clear()
+            await self.push_notifications()
+            await self.flush()
+            return
+        self.send(b"* BYE Autologout; idle for too long\r\n")
+        raise _Closed
 
     async def run(self) -> None:
         cfg = self.server.config
@@ -391,6 +482,13 @@ class ImapConnection:
             return
         if session.selected is not None and session.state is State.SELECTED:
             await self.sync(allow_expunge=not spec.uses_msn(cmd))
+        if session.notify is not None and session.account is not None:
+            if isinstance(cmd, _MAILBOX_CHANGES) and result.status == "OK":
+                # RFC 5465 §5: the client's own changes are not announced back
+                await notify.mailbox_lines(
+                    session.notify, session, self.server.store, session.account.id, quiet=True
+                )
+            await self.push_notifications(selected=False)
         self.send(tagged(cmd.tag, result.status, result.text, result.code))
         if result.after is not None:
             await self.flush()

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from carteiro.imap.protocol import mutf7
 from carteiro.imap.protocol.responses import mailbox_name
 from carteiro.imap.selected import SelectedMailbox
 from carteiro.store.interface import Account
+
+if TYPE_CHECKING:
+    from carteiro.imap.notify import NotifyState
 
 
 class State(enum.Enum):
@@ -43,6 +47,8 @@ class Session:
     utf8_accept: bool = False
     #: RFC 9586 ENABLE UIDONLY: no sequence numbers in requests or responses
     uidonly: bool = False
+    #: RFC 5465 NOTIFY SET in force (None: never issued, the RFC 9051 default)
+    notify: NotifyState | None = None
 
     @property
     def vanished(self) -> bool:

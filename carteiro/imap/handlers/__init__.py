@@ -8,6 +8,7 @@ from carteiro.imap.handlers import (  # noqa: F401
     general,
     idle,
     mailboxes,
+    notify,
     quota,
     replace,
     search,

@@ -38,6 +38,9 @@ class Connection(Protocol):
     async def sync(self, allow_expunge: bool) -> None:
         """Sends pending EXISTS/EXPUNGE/FETCH updates of the selected mailbox."""
 
+    async def push_notifications(self, *, in_idle: bool = False, selected: bool = True) -> None:
+        """Sends what an RFC 5465 NOTIFY SET asked for (nothing without one)."""
+
     async def start_tls(self) -> None: ...
     def start_compression(self) -> None:
         """RFC 4978 DEFLATE from the next byte on, both ways."""

@@ -272,6 +272,13 @@ async def _fetch(ctx: Context, cmd: c.Fetch, sel_: Selection, descending: bool =
             await ctx.conn.flush()
 
 
+async def fetch_messages(ctx: Context, attrs: tuple[FetchAttr, ...], uids: list[int]) -> None:
+    """Untagged FETCH of ``uids`` (ascending, in the selection) outside a FETCH command:
+    RFC 5465 MessageNew with fetch attributes."""
+    seqs = from_numbers(uids)
+    await _fetch(ctx, c.Fetch("*", True, seqs, attrs), Selection(uids))
+
+
 #: bodies read per store round trip: bounded so a FETCH of large messages stays lean
 BLOB_BATCH_BYTES = 4 * 1024 * 1024
 

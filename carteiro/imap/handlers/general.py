@@ -84,6 +84,7 @@ async def unauthenticate(ctx: Context, cmd: c.Unauthenticate) -> Result:
     s.state = State.NOT_AUTHENTICATED
     s.enabled.clear()
     s.rev2 = s.condstore = s.qresync = s.utf8_accept = s.uidonly = False
+    s.notify = None
     ctx.extra.clear()  # per-login caches (APPEND's mailbox cache) belong to the old account
     return ok("UNAUTHENTICATE completed")
 

@@ -19,7 +19,10 @@ async def idle(ctx: Context, cmd: c.Idle) -> Result:
     while True:
         event = await ctx.conn.wait_change(max(0.0, deadline - time.monotonic()))
         if event == "change":
-            await ctx.conn.sync(allow_expunge=True)
+            if ctx.session.notify is None:
+                await ctx.conn.sync(allow_expunge=True)
+            else:  # RFC 5465 §4: IDLE reports exactly what NOTIFY asked for
+                await ctx.conn.push_notifications(in_idle=True)
             await ctx.conn.flush()
             continue
         if event == "shutdown":

@@ -312,3 +312,40 @@ class Move(Command):
     uid: bool
     seqs: SequenceSet
     mailbox: str
+
+
+#: RFC 5465 filter-mailboxes kinds
+NOTIFY_SELECTED = ("SELECTED", "SELECTED-DELAYED")
+#: event names as the RFC spells them (matched case-insensitively)
+NOTIFY_EVENTS = (
+    "MessageNew",
+    "MessageExpunge",
+    "FlagChange",
+    "AnnotationChange",
+    "MailboxName",
+    "SubscriptionChange",
+    "MailboxMetadataChange",
+    "ServerMetadataChange",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyGroup:
+    """One RFC 5465 event-group: which mailboxes, and which events for them."""
+
+    #: SELECTED, SELECTED-DELAYED, INBOXES, PERSONAL, SUBSCRIBED, SUBTREE or MAILBOXES
+    filter: str
+    #: the mailboxes of SUBTREE/MAILBOXES (decoded names), else empty
+    mailboxes: tuple[str, ...]
+    #: canonical event names (unknown extension events upper-cased); empty for NONE
+    events: tuple[str, ...]
+    #: MessageNew's fetch attributes (SELECTED/SELECTED-DELAYED only)
+    fetch_attrs: tuple[FetchAttr, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Notify(Command):
+    """``NOTIFY NONE`` (``groups`` is None) or ``NOTIFY SET [STATUS] groups``."""
+
+    groups: tuple[NotifyGroup, ...] | None
+    status: bool = False

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from carteiro.imap.protocol import commands as c
+from carteiro.imap.protocol.fetch_attrs import FetchAttr
 from carteiro.imap.protocol.grammar import (
     MAX_NUMBER,
     MAX_NUMBER64,
@@ -498,6 +499,79 @@ def _fetch(uid: bool) -> Handler:
     return parse
 
 
+_NOTIFY_FILTERS = frozenset(
+    {"SELECTED", "SELECTED-DELAYED", "INBOXES", "PERSONAL", "SUBSCRIBED", "SUBTREE", "MAILBOXES"}
+)
+_NOTIFY_EVENT_NAMES = {e.upper(): e for e in c.NOTIFY_EVENTS}
+_MESSAGE_EVENTS = frozenset({"MessageNew", "MessageExpunge", "FlagChange", "AnnotationChange"})
+
+
+def _notify(cur: Cursor, tag: str) -> c.Command:
+    """RFC 5465 §8 ``NOTIFY SET [STATUS] event-groups`` / ``NOTIFY NONE``; the rules the
+    ABNF states in comments are checked here too, since their violation is a BAD (§5)."""
+    cur.sp()
+    verb = cur.word("SET or NONE")
+    if verb == "NONE":
+        return c.Notify(tag, None)
+    if verb != "SET":
+        raise ParseError("Expected SET or NONE")
+    cur.sp()
+    status = cur.maybe_word(b"STATUS")
+    if status:
+        cur.sp()
+    groups = [_notify_group(cur)]
+    while cur.maybe(b" "):
+        groups.append(_notify_group(cur))
+    if sum(g.filter in c.NOTIFY_SELECTED for g in groups) > 1:
+        raise ParseError("Only one of SELECTED and SELECTED-DELAYED may be given")
+    return c.Notify(tag, tuple(groups), status)
+
+
+def _notify_group(cur: Cursor) -> c.NotifyGroup:
+    cur.expect(b"(", "event group")
+    kind = cur.word("mailbox filter")
+    if kind not in _NOTIFY_FILTERS:
+        raise ParseError("Unknown NOTIFY mailbox filter")
+    mailboxes: list[str] = []
+    if kind in ("SUBTREE", "MAILBOXES"):
+        cur.sp()
+        if cur.maybe(b"("):
+            mailboxes.append(cur.mailbox())
+            while not cur.maybe(b")"):
+                cur.sp()
+                mailboxes.append(cur.mailbox())
+        else:
+            mailboxes.append(cur.mailbox())
+    cur.sp()
+    events: list[str] = []
+    attrs: tuple[FetchAttr, ...] = ()
+    if not cur.maybe_word(b"NONE"):
+        cur.expect(b"(", "event list")
+        while True:
+            name = cur.word("event")
+            event = _NOTIFY_EVENT_NAMES.get(name, name)
+            if event in events:
+                raise ParseError(f"{event} given twice")
+            events.append(event)
+            if event == "MessageNew" and cur.peek_bytes(2) == b" (":
+                if kind not in c.NOTIFY_SELECTED:
+                    raise ParseError("Fetch attributes are only allowed for SELECTED")
+                cur.sp()
+                attrs = parse_fetch_attrs(cur)
+            if cur.maybe(b")"):
+                break
+            cur.sp()
+    cur.expect(b")", ")")
+    present = set(events)
+    if ("MessageNew" in present) != ("MessageExpunge" in present):
+        raise ParseError("MessageNew and MessageExpunge must be given together")
+    if present & {"FlagChange", "AnnotationChange"} and "MessageNew" not in present:
+        raise ParseError("FlagChange needs MessageNew and MessageExpunge")
+    if kind in c.NOTIFY_SELECTED and present - _MESSAGE_EVENTS:
+        raise ParseError("Only message events are allowed for SELECTED")
+    return c.NotifyGroup(kind, tuple(mailboxes), tuple(events), attrs)
+
+
 _STORE_ITEM = re.compile(rb"([+-]?)FLAGS(\.SILENT)?(?= )", re.IGNORECASE)
 
 
@@ -565,6 +639,7 @@ COMMANDS: dict[str, Handler] = {
     "LSUB": _lsub,
     "NAMESPACE": _noargs(c.Namespace),
     "UNAUTHENTICATE": _noargs(c.Unauthenticate),
+    "NOTIFY": _notify,
     "GETQUOTA": _getquota,
     "GETQUOTAROOT": _one_mailbox(c.GetQuotaRoot),
     "SETQUOTA": _setquota,

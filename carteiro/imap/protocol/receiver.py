@@ -151,6 +151,12 @@ class Receiver:
         if self._state != _DEAD:
             self._buf += data
 
+    @property
+    def between_commands(self) -> bool:
+        """Nothing of a next command has arrived: the moment an unsolicited response
+        (RFC 5465 NOTIFY) cannot split anything the client is sending."""
+        return self._state == _LINE and not self._segments and not self._buf
+
     def expect_line(self) -> None:
         """Return the next complete line raw, as :class:`LineReceived` (AUTHENTICATE
         responses, IDLE's ``DONE``). Call between commands only."""

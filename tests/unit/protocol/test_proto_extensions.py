@@ -416,3 +416,59 @@ def test_split_input_gives_identical_events(step: int) -> None:
 
 def test_split_at_every_point() -> None:
     assert_split_anywhere_is_the_same(SCRIPT)
+
+
+# --- NOTIFY (RFC 5465 §8) -----------------------------------------------------------
+
+
+def test_notify_none_and_set() -> None:
+    assert parse(b"t NOTIFY NONE") == c.Notify("t", None)
+    cmd = parse(
+        b"t notify set status (selected (MessageNew (uid body.peek[header.fields (from to)])"
+        b" messageexpunge)) (subtree (Lists {4}\r\nWork) (MessageNew MessageExpunge))"
+        b' (mailboxes "a b" NONE) (personal (MailboxName SubscriptionChange)) (inboxes (x-ext))'
+    )
+    assert isinstance(cmd, c.Notify) and cmd.status
+    assert cmd.groups is not None
+    sel, sub, boxes, personal, inboxes = cmd.groups
+    assert sel.filter == "SELECTED" and sel.events == ("MessageNew", "MessageExpunge")
+    assert sel.fetch_attrs == (
+        Simple.UID,
+        BodySection(Section((), "HEADER.FIELDS", ("FROM", "TO")), peek=True),
+    )
+    assert (sub.filter, sub.mailboxes) == ("SUBTREE", ("Lists", "Work"))
+    assert (boxes.mailboxes, boxes.events) == (("a b",), ())
+    assert personal.events == ("MailboxName", "SubscriptionChange")
+    # unknown events parse (event-ext): the handler answers NO [BADEVENT]
+    assert inboxes.events == ("X-EXT",)
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (b"", "Missing argument"),
+        (b" FROB", "Expected SET or NONE"),
+        (b" SET", "Missing argument"),
+        (b" SET (everything (MessageNew MessageExpunge))", "Unknown NOTIFY mailbox filter"),
+        (b" SET (personal (MessageNew))", "MessageNew and MessageExpunge must be given together"),
+        (
+            b" SET (personal (MessageExpunge))",
+            "MessageNew and MessageExpunge must be given together",
+        ),
+        (b" SET (personal (FlagChange))", "FlagChange needs MessageNew and MessageExpunge"),
+        (b" SET (selected (MailboxName))", "Only message events are allowed for SELECTED"),
+        (
+            b" SET (personal (MessageNew (UID) MessageExpunge))",
+            "Fetch attributes are only allowed for SELECTED",
+        ),
+        (
+            b" SET (selected NONE) (selected-delayed NONE)",
+            "Only one of SELECTED and SELECTED-DELAYED may be given",
+        ),
+        (b" SET (personal (MailboxName MailboxName))", "MailboxName given twice"),
+        (b" SET (subtree (MessageNew MessageExpunge))", "Expected a single space"),
+    ],
+)
+def test_notify_bad(args: bytes, reason: str) -> None:
+    ev = error(b"t NOTIFY" + args)
+    assert (ev.status, ev.text) == ("BAD", reason)
