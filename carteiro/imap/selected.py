@@ -191,8 +191,8 @@ class SelectedMailbox:
                 head = fetch_start(pos, uid, uidonly)
                 if not uidonly:
                     head += b"UID %d " % uid
-                flags = self.flags_for_display(uid, upd.flags, rev1)
-                out.append(head + b"FLAGS %s%s)\r\n" % (flags, modseq))
+                shown = self.flags_for_display(uid, upd.flags, rev1)
+                out.append(head + b"FLAGS %s%s)\r\n" % (shown, modseq))
             self.pending_flags.clear()
         if condstore and self.pending_expunged and self.expunge_floor is not None:
             out.append(b"* OK [HIGHESTMODSEQ %d] Expunges pending\r\n" % self.expunge_floor)
