@@ -36,6 +36,43 @@ class Account:
 
 
 @dataclass(frozen=True, slots=True)
+class AppPassword:
+    """A server-generated password for one device (issue: app-specific passwords)."""
+
+    id: int
+    name: str
+    #: SHA-256 of the secret; the secret itself is shown once and never stored
+    secret_hash: bytes
+    #: protocols it may be used with (empty: all)
+    protocols: tuple[str, ...]
+    #: CIDR networks it may be used from (empty: anywhere)
+    networks: tuple[str, ...]
+    created: float
+    expires: float | None
+    last_used: float | None
+    last_address: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Everything a login needs about an account, read in one go."""
+
+    account: Account
+    #: SCRAM-SHA-256 record (``carteiro.auth.sasl.encode_scram_record``) or None
+    scram: str | None
+    #: TOTP secret (base32) once two-factor is enrolled
+    totp_secret: str | None
+    totp_last_step: int | None
+    #: CIDR networks the main password may be used from (empty: anywhere)
+    networks: tuple[str, ...]
+    app_passwords: tuple[AppPassword, ...]
+
+    @property
+    def two_factor(self) -> bool:
+        return self.totp_secret is not None
+
+
+@dataclass(frozen=True, slots=True)
 class MailboxInfo:
     id: int
     account_id: int
@@ -157,6 +194,43 @@ class Store(Protocol):
     async def list_accounts(self) -> list[Account]: ...
     async def set_password(self, address: str, password_hash: str) -> None:
         """NotFound."""
+
+    # --- credentials (issue 4) ------------------------------------------------------
+    async def credentials(self, address: str) -> Credentials | None:
+        """The account and all its credentials, or None for an unknown address."""
+
+    async def set_scram(self, address: str, record: str | None) -> None:
+        """Stores SCRAM keys derived from the current password (None: drop). NotFound."""
+
+    async def set_totp(self, address: str, secret: str | None) -> None:
+        """Enrols TOTP (or removes it with None); resets the used-step memory. NotFound."""
+
+    async def use_totp_step(self, account_id: int, step: int) -> bool:
+        """Records ``step`` as used if it is later than the last one; False when it is
+        not (a replayed code)."""
+
+    async def set_networks(self, address: str, networks: Sequence[str]) -> None:
+        """Networks (CIDR) the main password may be used from; empty: anywhere."""
+
+    async def add_app_password(
+        self,
+        address: str,
+        name: str,
+        secret_hash: bytes,
+        protocols: Sequence[str] = (),
+        networks: Sequence[str] = (),
+        expires: float | None = None,
+    ) -> AppPassword:
+        """NotFound (account); AlreadyExists (an app password of that name)."""
+
+    async def list_app_passwords(self, address: str) -> list[AppPassword]:
+        """By creation time. NotFound."""
+
+    async def revoke_app_password(self, address: str, name: str) -> None:
+        """NotFound when the account or the app password does not exist."""
+
+    async def app_password_used(self, app_password_id: int, when: float, source: str) -> None:
+        """Last use time and address (shown by ``app-password list``)."""
 
     async def delete_account(self, address: str) -> None:
         """Removes the account and all its mail. NotFound."""

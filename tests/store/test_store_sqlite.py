@@ -78,6 +78,16 @@ def old_schema(version: int) -> str:
     from carteiro.store.sqlite import schema
 
     script = schema.SCHEMA
+    if version < 4:  # no credentials beyond the password hash
+        v3 = script.replace(
+            "    quota_messages INTEGER,\n    scram          TEXT,\n    totp_secret    TEXT,\n"
+            "    totp_last_step INTEGER,\n    networks       TEXT NOT NULL DEFAULT ''\n",
+            "    quota_messages INTEGER\n",
+        )
+        start = v3.index("CREATE TABLE IF NOT EXISTS app_passwords")
+        v3 = v3[:start] + v3[v3.index(");", start) + 2 :]
+        assert v3 != script
+        script = v3
     if version < 3:  # no quota limits
         v2 = script.replace(
             "    password_hash TEXT NOT NULL,\n    quota_storage  INTEGER,\n"
@@ -184,13 +194,13 @@ def test_schema_v2_database_is_upgraded_in_place(tmp_path: Path) -> None:
         finally:
             await store.close()
         reopened = SqliteStore(path)
-        await reopened.open()  # already at version 3: no second upgrade
+        await reopened.open()  # already at the current version: no second upgrade
         try:
             assert await reopened.quota(1) == Quota(None, sum(map(len, data)), 2, 2)
         finally:
             await reopened.close()
         check = sqlite3.connect(path)
-        assert check.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION == 3
+        assert check.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
         check.close()
 
     asyncio.run(run())
@@ -215,3 +225,26 @@ def test_failed_upgrade_leaves_the_old_database(tmp_path: Path) -> None:
     columns = [r[1] for r in check.execute("PRAGMA table_info(accounts)")]
     assert "quota_storage" not in columns
     check.close()
+
+
+def test_schema_v3_database_gets_credential_columns(tmp_path: Path) -> None:
+    """A version-3 account keeps its password and gains empty credentials."""
+    path = tmp_path / "v3.sqlite"
+    write_old_schema(path, 3)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("INSERT INTO accounts (id, address, password_hash) VALUES (1, 'o@x.org', 'h')")
+    conn.close()
+
+    async def run() -> None:
+        store = SqliteStore(path)
+        await store.open()
+        try:
+            creds = await store.credentials("o@x.org")
+            assert creds is not None and creds.account.password_hash == "h"
+            assert (creds.scram, creds.totp_secret, creds.networks) == (None, None, ())
+            await store.add_app_password("o@x.org", "Phone", b"x" * 32)
+            assert [a.name for a in await store.list_app_passwords("o@x.org")] == ["Phone"]
+        finally:
+            await store.close()
+
+    asyncio.run(run())

@@ -15,6 +15,11 @@ Design notes
   reading the metadata never walks the overflow pages of the content.
 * ``expunged`` keeps (mailbox, uid, modseq) of every expunge for ``changes_since``
   (and QRESYNC VANISHED later).
+* Credentials: the argon2id hash, the SCRAM-SHA-256 keys (RFC 5802 StoredKey and
+  ServerKey, never the password), the TOTP secret with the last time step used (a code
+  is accepted once), and the networks the main password may be used from are columns
+  of ``accounts``; app passwords are rows of their own, keyed by a SHA-256 of the
+  server-generated secret (120 random bits: a slow hash would add nothing but cost).
 * Quotas (RFC 9208): the limits are two nullable columns of ``accounts`` (NULL is
   unlimited). Usage is not stored a second time: it is the sum of the per-mailbox
   ``messages`` and ``size`` counters above, which the triggers already keep exact in
@@ -29,7 +34,7 @@ import sqlite3
 
 from carteiro.store.flags import DELETED, SEEN
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS counters (
@@ -42,7 +47,25 @@ CREATE TABLE IF NOT EXISTS accounts (
     address       TEXT NOT NULL UNIQUE COLLATE NOCASE,
     password_hash TEXT NOT NULL,
     quota_storage  INTEGER,
-    quota_messages INTEGER
+    quota_messages INTEGER,
+    scram          TEXT,
+    totp_secret    TEXT,
+    totp_last_step INTEGER,
+    networks       TEXT NOT NULL DEFAULT ''
+);
+
+CREATE TABLE IF NOT EXISTS app_passwords (
+    id           INTEGER PRIMARY KEY,
+    account_id   INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name         TEXT NOT NULL,
+    secret_hash  BLOB NOT NULL,
+    protocols    TEXT NOT NULL DEFAULT '',
+    networks     TEXT NOT NULL DEFAULT '',
+    created      REAL NOT NULL,
+    expires      REAL,
+    last_used    REAL,
+    last_address TEXT,
+    UNIQUE (account_id, name)
 );
 
 CREATE TABLE IF NOT EXISTS mailboxes (
@@ -182,6 +205,13 @@ def migrate(conn: sqlite3.Connection) -> None:
             # backfill, it is summed from the per-mailbox counters
             conn.execute("ALTER TABLE accounts ADD COLUMN quota_storage INTEGER")
             conn.execute("ALTER TABLE accounts ADD COLUMN quota_messages INTEGER")
+        if 1 <= version < 4:
+            # v4: credentials beyond the password: SCRAM keys, TOTP, networks allowed
+            # for the main password (app passwords get their own table below)
+            conn.execute("ALTER TABLE accounts ADD COLUMN scram TEXT")
+            conn.execute("ALTER TABLE accounts ADD COLUMN totp_secret TEXT")
+            conn.execute("ALTER TABLE accounts ADD COLUMN totp_last_step INTEGER")
+            conn.execute("ALTER TABLE accounts ADD COLUMN networks TEXT NOT NULL DEFAULT ''")
         for statement in _statements(SCHEMA):
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -20,8 +20,10 @@ from carteiro.store.errors import NotFound, StoreUnavailable
 from carteiro.store.flags import DELETED, SEEN, decode, decode_date
 from carteiro.store.interface import (
     Account,
+    AppPassword,
     Changes,
     CopyResult,
+    Credentials,
     FlagUpdate,
     Listener,
     MailboxInfo,
@@ -32,7 +34,7 @@ from carteiro.store.interface import (
     Quota,
 )
 from carteiro.store.notify import Notifier
-from carteiro.store.sqlite import ops
+from carteiro.store.sqlite import credentials, ops
 from carteiro.store.sqlite.writer import Readers, Writer
 
 _RECORD_COLUMNS = "uid, flags, keywords, internal_date, tz_offset, size, modseq, blob_id"
@@ -133,6 +135,73 @@ class SqliteStore:
 
     async def delete_account(self, address: str) -> None:
         await self._writer.submit(partial(ops.delete_account, address=address))
+
+    # --- credentials -----------------------------------------------------------------
+    async def credentials(self, address: str) -> Credentials | None:
+        result: Credentials | None = await self._read(
+            partial(credentials.read_credentials, address=address)
+        )
+        return result
+
+    async def set_scram(self, address: str, record: str | None) -> None:
+        await self._writer.submit(partial(credentials.set_scram, address=address, record=record))
+
+    async def set_totp(self, address: str, secret: str | None) -> None:
+        await self._writer.submit(partial(credentials.set_totp, address=address, secret=secret))
+
+    async def use_totp_step(self, account_id: int, step: int) -> bool:
+        result: bool = await self._writer.submit(
+            partial(credentials.use_totp_step, account_id=account_id, step=step)
+        )
+        return result
+
+    async def set_networks(self, address: str, networks: Sequence[str]) -> None:
+        await self._writer.submit(
+            partial(credentials.set_networks, address=address, networks=list(networks))
+        )
+
+    async def add_app_password(
+        self,
+        address: str,
+        name: str,
+        secret_hash: bytes,
+        protocols: Sequence[str] = (),
+        networks: Sequence[str] = (),
+        expires: float | None = None,
+    ) -> AppPassword:
+        result: AppPassword = await self._writer.submit(
+            partial(
+                credentials.add_app_password,
+                address=address,
+                name=name,
+                secret_hash=secret_hash,
+                protocols=list(protocols),
+                networks=list(networks),
+                expires=expires,
+            )
+        )
+        return result
+
+    async def list_app_passwords(self, address: str) -> list[AppPassword]:
+        result: list[AppPassword] = await self._read(
+            partial(credentials.list_app_passwords, address=address)
+        )
+        return result
+
+    async def revoke_app_password(self, address: str, name: str) -> None:
+        await self._writer.submit(
+            partial(credentials.revoke_app_password, address=address, name=name)
+        )
+
+    async def app_password_used(self, app_password_id: int, when: float, source: str) -> None:
+        await self._writer.submit(
+            partial(
+                credentials.app_password_used,
+                app_password_id=app_password_id,
+                when=when,
+                source=source,
+            )
+        )
 
     # --- quota ---------------------------------------------------------------------
     async def set_quota(
