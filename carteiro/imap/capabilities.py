@@ -49,9 +49,8 @@ def capabilities(session: Session, config: ImapConfig) -> list[str]:
     if session.state is State.NOT_AUTHENTICATED:
         if not session.tls and config.tls_context is not None:
             caps.append("STARTTLS")
-        if session.plaintext_auth_ok:
-            caps.append("AUTH=PLAIN")
-        else:
+        caps.extend("AUTH=" + m for m in session.mechanisms)
+        if not session.plaintext_auth_ok:
             caps.append("LOGINDISABLED")
     caps.extend(_AFTER_AUTH)
     caps.append(f"APPENDLIMIT={config.max_literal}")

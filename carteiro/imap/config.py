@@ -31,6 +31,9 @@ class ImapConfig:
     #: RFC 9585 INPROGRESS: a command running longer than this reports its progress,
     #: then again after each further interval
     progress_interval: float = 1.0
+    #: TLS channel-binding data for SCRAM-SHA-256-PLUS (RFC 5929 tls-server-end-point
+    #: of the server certificate); empty: -PLUS is not offered
+    channel_bindings: tuple[tuple[str, bytes], ...] = ()
     #: MESSAGELIMIT (RFC 9738)
     message_limit: int = 1_000_000
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import ssl
 import time
 import zlib
 from bisect import bisect_right
 from collections.abc import Callable
 
+from carteiro.audit.log import AuditLog
+from carteiro.auth.service import AuthService, Client, Defence
 from carteiro.imap import (
     handlers,  # noqa: F401  (registers every command)
     notify,
@@ -42,6 +45,7 @@ from carteiro.imap.protocol.receiver import (
 from carteiro.imap.protocol.responses import tagged
 from carteiro.imap.state import Session, State
 from carteiro.imap.uidonly import uses_sequence_numbers
+from carteiro.net.limits import ConnectionLimiter, Lease
 from carteiro.net.stream import Stream
 from carteiro.store import errors as se
 from carteiro.store.interface import Changes, Store
@@ -83,6 +87,12 @@ class ImapConnection:
         self.receiver = Receiver(self._preauth_limits)
         self._login_deadline = time.monotonic() + cfg.login_timeout
         self.ctx = Context(self.session, server.store, cfg, self)
+        #: this connection's place in the per-address and per-account limits
+        self.lease: Lease | None = None
+        self.session_id = secrets.token_hex(6)
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.refresh_mechanisms()
         self._out: list[bytes] = []
         self._stash: Event | None = None
         self._line_mode = False
@@ -99,6 +109,29 @@ class ImapConnection:
         #: compressed input not inflated yet (inflated one piece per receiver pass)
         self._zin = b""
 
+    # --- authentication (carteiro.auth.service) ------------------------------------------
+    @property
+    def auth(self) -> AuthService:
+        return self.server.auth
+
+    def client(self) -> Client:
+        return Client(
+            protocol="imap",
+            address=self.peer,
+            tls=self.stream.tls_version,
+            plaintext_ok=self.session.plaintext_auth_ok,
+            channel_bindings=dict(self.server.config.channel_bindings) if self.session.tls else {},
+            client_id=self.session.client_id,
+        )
+
+    def refresh_mechanisms(self) -> None:
+        self.session.mechanisms = tuple(self.auth.mechanisms(self.client()))
+
+    def bind_account(self, address: str) -> bool:
+        if self.lease is None:
+            return True
+        return self.server.auth.defence.limiter.bind_account(self.lease, address)
+
     def begin_shutdown(self) -> None:
         """End the session at the next command boundary; wakes a session in IDLE."""
         self.closing = True
@@ -114,8 +147,11 @@ class ImapConnection:
             self._out.clear()
             raise ConnectionResetError("the client went away")
         if self._out:
-            self.stream.write(self._encode(b"".join(self._out)))
+            data = self._encode(b"".join(self._out))
+            self.bytes_out += len(data)
+            self.stream.write(data)
             self._out.clear()
+            self._note_download(len(data))
         try:
             # a timeout only when writing is paused: no extra yield before STARTTLS swaps
             # the protocol (a yield there could let the ClientHello be discarded)
@@ -129,10 +165,28 @@ class ImapConnection:
         # SYNC_FLUSH after every write: the client can decode each response at once
         return self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
 
+    def _note_download(self, nbytes: int) -> None:
+        detectors = self.auth.defence.detectors
+        account = self.session.account
+        if detectors is not None and account is not None:
+            self.auth.defence.raise_alerts(
+                detectors.downloaded(account.address, self.session_id, nbytes)
+            )
+
+    def note_deleted(self, mailbox: str, count: int, *, moved_to_trash: bool = False) -> None:
+        """Expunges and moves to Trash feed the mass-deletion detector."""
+        detectors = self.auth.defence.detectors
+        account = self.session.account
+        if detectors is not None and account is not None and count:
+            self.auth.defence.raise_alerts(
+                detectors.deleted(account.address, mailbox, count, moved_to_trash=moved_to_trash)
+            )
+
     def _feed(self, data: bytes) -> None:
         """Bytes from the network into the receiver, inflated when COMPRESS is on. A
         small input may inflate hugely: it goes in bounded pieces, so the receiver's
         line and literal limits apply before memory does."""
+        self.bytes_in += len(data)
         if self._inflate is None:
             self.receiver.receive_data(data)
             return
@@ -370,8 +424,36 @@ class ImapConnection:
         self.send(b"* BYE Autologout; idle for too long\r\n")
         raise _Closed
 
+    def _admit(self) -> str | None:
+        """Refusal text for a banned or denied source, or one over its connection limit."""
+        defence = self.auth.defence
+        try:
+            if defence.guard is not None:
+                refusal = defence.guard.check_connection(self.peer)
+                if refusal is not None:
+                    return refusal.reason
+            self.lease = defence.limiter.open(self.peer)
+        except ValueError:  # not an IP address: nothing to count it by
+            return None
+        if self.lease is None:
+            return "Too many connections from your address"
+        return None
+
     async def run(self) -> None:
         cfg = self.server.config
+        audit = self.auth.defence.audit
+        started = time.monotonic()
+        refusal = self._admit()
+        if refusal is not None:
+            log.info("refused connection from %s: %s", self.peer, refusal)
+            self.send(b"* BYE " + refusal.encode("ascii", "replace") + b"\r\n")
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.flush(), 5)
+            self.stream.close()
+            return
+        audit.session_start(
+            protocol="imap", session=self.session_id, source=self.peer, tls=self.stream.tls_version
+        )
         try:
             self.send(
                 b"* OK [CAPABILITY "
@@ -410,6 +492,20 @@ class ImapConnection:
             if self._unsubscribe is not None:
                 self._unsubscribe()
             self.stream.close()
+            if self.lease is not None:
+                self.auth.defence.limiter.release(self.lease)
+            detectors = self.auth.defence.detectors
+            if detectors is not None:
+                detectors.session_closed(self.session_id)
+            audit.session_end(
+                protocol="imap",
+                session=self.session_id,
+                account=self.session.account.address if self.session.account else None,
+                source=self.peer,
+                bytes_in=self.bytes_in,
+                bytes_out=self.bytes_out,
+                duration=time.monotonic() - started,
+            )
 
     async def _handle_event(self, event: Event) -> None:
         if isinstance(event, NeedContinuation):
@@ -515,9 +611,15 @@ class _ServerStream(Stream):
 
 
 class ImapServer:
-    def __init__(self, store: Store, config: ImapConfig) -> None:
+    def __init__(self, store: Store, config: ImapConfig, auth: AuthService | None = None) -> None:
         self.store = store
         self.config = config
+        #: without one, a service with no throttling or limits (embedding, tools)
+        self.auth = auth or AuthService(
+            store,
+            Defence(AuditLog(None), limiter=ConnectionLimiter(per_ip=0, per_account=0)),
+            failure_delay=config.auth_failure_delay,
+        )
         self.connections: set[ImapConnection] = set()
         self._servers: list[asyncio.AbstractServer] = []
         self._tasks: set[asyncio.Task[None]] = set()

@@ -47,6 +47,10 @@ class Session:
     utf8_accept: bool = False
     #: RFC 9586 ENABLE UIDONLY: no sequence numbers in requests or responses
     uidonly: bool = False
+    #: what the client said about itself with ID (RFC 2971), for the audit log
+    client_id: dict[str, str] | None = None
+    #: SASL mechanisms offered now (they depend on TLS); set by the adapter
+    mechanisms: tuple[str, ...] = ()
     #: RFC 5465 NOTIFY SET in force (None: never issued, the RFC 9051 default)
     notify: NotifyState | None = None
 

@@ -120,6 +120,15 @@ class Stream(asyncio.Protocol):
             self.transport is not None and self.transport.get_extra_info("sslcontext") is not None
         )
 
+    @property
+    def tls_version(self) -> str | None:
+        """The negotiated protocol (``"TLSv1.3"``), None on a cleartext link."""
+        if self.transport is None:
+            return None
+        obj = self.transport.get_extra_info("ssl_object")
+        version = obj.version() if obj is not None else None
+        return str(version) if version else None
+
     def peer(self) -> tuple[str, int] | None:
         if self.transport is None:
             return None

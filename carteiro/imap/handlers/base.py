@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from carteiro.auth.service import AuthService, Client
 from carteiro.imap.config import ImapConfig
 from carteiro.imap.protocol import commands as c
 from carteiro.imap.protocol.wire import quoted
@@ -42,6 +43,23 @@ class Connection(Protocol):
         """Sends what an RFC 5465 NOTIFY SET asked for (nothing without one)."""
 
     async def start_tls(self) -> None: ...
+
+    @property
+    def auth(self) -> AuthService:
+        """The authentication service shared by every protocol."""
+
+    def client(self) -> Client:
+        """Who is on the other end, for the authentication service."""
+
+    def refresh_mechanisms(self) -> None:
+        """Recomputes the SASL mechanisms to advertise (after STARTTLS)."""
+
+    def note_deleted(self, mailbox: str, count: int, *, moved_to_trash: bool = False) -> None:
+        """Feeds the mass-deletion detector."""
+
+    def bind_account(self, address: str) -> bool:
+        """Counts this session against the account's connection limit; False: over it."""
+
     def start_compression(self) -> None:
         """RFC 4978 DEFLATE from the next byte on, both ways."""
 

@@ -30,6 +30,8 @@ async def logout(ctx: Context, cmd: c.Logout) -> Result:
 
 @command(c.Id, ANY)
 async def id_(ctx: Context, cmd: c.Id) -> Result:
+    if cmd.params is not None:  # kept for the audit log: which client logged in
+        ctx.session.client_id = {k[:64]: (v or "")[:256] for k, v in cmd.params[:30]}
     fields = (b"name", b"Carteiro", b"version", __version__.encode())
     ctx.send(b"* ID (" + b" ".join(quoted(f) for f in fields) + b")\r\n")
     return ok("ID completed")

@@ -113,7 +113,7 @@ async def close(ctx: Context, cmd: c.Close) -> Result:
     sel = selected(ctx)
     if not sel.readonly:
         # silent expunge: no untagged EXPUNGE responses (RFC 9051 §6.4.1)
-        await ctx.store.expunge(sel.info.id)
+        ctx.conn.note_deleted(sel.info.name, len(await ctx.store.expunge(sel.info.id)))
     deselect(ctx)
     return ok("CLOSE completed")
 
@@ -149,6 +149,7 @@ async def expunge(ctx: Context, cmd: c.Expunge) -> Result:
             ]  # fmt: skip
             restrict, last = limit(ctx, deleted)
     gone = await ctx.store.expunge(sel.info.id, restrict)
+    ctx.conn.note_deleted(sel.info.name, len(gone))
     for line in sel.remove_now(gone, qresync=ctx.session.vanished):
         ctx.send(line)
     if last is not None:
