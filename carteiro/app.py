@@ -8,8 +8,14 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from carteiro.auth.sasl import tls_server_end_point
 from carteiro.config import ConfigError, Settings, format_listen
+from carteiro.defence import SecurityOptions, start_security
 from carteiro.imap.config import ImapConfig
 from carteiro.imap.server import ImapServer
 from carteiro.loopmon import LoopMonitor
@@ -24,7 +30,20 @@ class StartupError(Exception):
     """A problem the operator must fix; the message says what and how."""
 
 
-def imap_config(settings: Settings, tls: object) -> ImapConfig:
+def channel_bindings(cert: Path) -> tuple[tuple[str, bytes], ...]:
+    """RFC 5929 tls-server-end-point of the server certificate, for SCRAM-SHA-256-PLUS
+    (Python's ssl module cannot export keying material, so no tls-exporter)."""
+    try:
+        der = x509.load_pem_x509_certificate(cert.read_bytes()).public_bytes(Encoding.DER)
+        return (("tls-server-end-point", tls_server_end_point(der)),)
+    except (OSError, ValueError) as exc:
+        log.warning("no channel binding for %s (%s): SCRAM-SHA-256-PLUS is off", cert, exc)
+        return ()
+
+
+def imap_config(
+    settings: Settings, tls: object, bindings: tuple[tuple[str, bytes], ...] = ()
+) -> ImapConfig:
     import ssl
 
     assert tls is None or isinstance(tls, ssl.SSLContext)
@@ -37,6 +56,7 @@ def imap_config(settings: Settings, tls: object) -> ImapConfig:
         max_command=settings.max_command,
         idle_timeout=settings.idle_timeout,
         literal_plus=settings.literal_plus,
+        channel_bindings=bindings,
         message_limit=settings.message_limit,
     )
 
@@ -58,7 +78,13 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         monitor = LoopMonitor(threshold=ms / 1000)
         monitor.start()
         log.info("event loop monitor on: stalls over %.0f ms are logged", ms)
-    server = ImapServer(store, imap_config(settings, tls))
+    try:
+        runtime = await start_security(store, SecurityOptions.from_settings(settings))
+    except StoreUnavailable as exc:
+        await store.close()
+        raise StartupError(f"{exc}. Check --data-dir and the file's permissions") from None
+    bindings = channel_bindings(files.cert)
+    server = ImapServer(store, imap_config(settings, tls, bindings), runtime.auth)
     try:
         for listen, implicit in ((settings.imap, False), (settings.imaps, True)):
             if listen is None:
@@ -97,6 +123,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     finally:
         if monitor is not None:
             await monitor.stop()
+        await runtime.close()
         await store.close()
 
 

@@ -73,6 +73,20 @@ class Settings:
     literal_plus: bool = True
     #: MESSAGELIMIT (RFC 9738): most messages one command may touch
     message_limit: int = 1_000_000
+    #: security audit log (JSON lines); None: ``<data_dir>/audit.jsonl``; "off" disables
+    audit_log: Path | None = None
+    audit_off: bool = False
+    #: raw tables, validated by their own modules at load time (see _check_tables)
+    defence: Mapping[str, Any] = field(default_factory=dict)
+    anomalies: Mapping[str, Any] = field(default_factory=dict)
+    alerts: Mapping[str, Any] = field(default_factory=dict)
+    oauth_issuers: tuple[Mapping[str, Any], ...] = ()
+    #: where relative paths of those tables (jwks_file) are resolved
+    config_dir: Path = field(default_factory=Path.cwd)
+    #: connections per source address and per account, concurrent authentications
+    max_connections_per_ip: int = 20
+    max_connections_per_account: int = 50
+    max_concurrent_auth: int = 4
 
     @property
     def database(self) -> Path:
@@ -146,6 +160,14 @@ _KEYS = frozenset(
         "log_level",
         "literal_plus",
         "message_limit",
+        "audit_log",
+        "defence",
+        "anomalies",
+        "alerts",
+        "oauth",
+        "max_connections_per_ip",
+        "max_connections_per_account",
+        "max_concurrent_auth",
     }
 )
 
@@ -232,13 +254,60 @@ def load_settings(
     if "message_limit" in raw:
         values["message_limit"] = _int(raw["message_limit"], "message_limit", MIN_MESSAGE_LIMIT)
 
+    if "audit_log" in raw:
+        text = _str(raw["audit_log"], "audit_log")
+        if text == "off":
+            values["audit_off"] = True
+        else:
+            values["audit_log"] = _path(text, "audit_log", base)
+    for key in ("defence", "anomalies", "alerts"):
+        if key in raw:
+            if not isinstance(raw[key], Mapping):
+                raise ConfigError(f"[{key}] must be a table; see README.md.")
+            values[key] = dict(raw[key])
+    if "oauth" in raw:
+        table = raw["oauth"]
+        if not isinstance(table, Mapping) or set(table) - {"issuers"}:
+            raise ConfigError("[oauth] takes only [[oauth.issuers]] tables; see README.md.")
+        issuers = table.get("issuers", [])
+        if not isinstance(issuers, list):
+            raise ConfigError("oauth.issuers must be an array of tables ([[oauth.issuers]]).")
+        values["oauth_issuers"] = tuple(issuers)
+    for key, minimum in (
+        ("max_connections_per_ip", 0),
+        ("max_connections_per_account", 0),
+        ("max_concurrent_auth", 1),
+    ):
+        if key in raw:
+            values[key] = _int(raw[key], key, minimum)
+    values["config_dir"] = base
+
     settings = Settings(**values)
+    _check_tables(settings)
     if settings.max_command < settings.max_line:
         raise ConfigError(
             f"max_command ({settings.max_command}) is smaller than max_line "
             f"({settings.max_line}); raise max_command or lower max_line."
         )
     return settings
+
+
+def _check_tables(settings: Settings) -> None:
+    """The security tables are parsed by the modules that use them; a mistake is
+    reported now, at load time, as a one-line ConfigError."""
+    from carteiro.audit.alerts import alert_settings_from_settings
+    from carteiro.audit.anomalies import anomaly_policy_from_settings
+    from carteiro.auth.guard import guard_policy_from_settings
+    from carteiro.auth.tokens import TokenValidator
+
+    try:
+        guard_policy_from_settings(settings.defence)
+        anomaly_policy_from_settings(settings.anomalies)
+        alert_settings_from_settings(settings.alerts)
+        if settings.oauth_issuers:
+            TokenValidator.from_settings(settings.oauth_issuers, settings.config_dir)
+    except ValueError as exc:
+        raise ConfigError(f"{exc}; see README.md.") from None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

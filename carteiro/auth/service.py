@@ -365,10 +365,7 @@ class AuthService:
         if d.guard is not None:
             with contextlib.suppress(ValueError):  # not an IP address (Unix socket)
                 verdict = await d.guard.failure(client.address, username)
-                if verdict.banned is not None:
-                    banned = True
-                    b = verdict.banned
-                    d.audit.ban(kind=b.kind, key=b.key, until=b.until, reason=b.reason)
+                banned = verdict.banned is not None  # the guard's on_ban audits it
         d.audit.auth_failure(
             protocol=client.protocol,
             mechanism=mechanism,

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from carteiro.auth.passwords import hash_password
-from carteiro.config import Settings
+from carteiro.app import channel_bindings
+from carteiro.config import DEFAULT_TRUSTED_NETWORKS, Settings
+from carteiro.defence import SecurityOptions, start_security
 from carteiro.delivery import deliver
 from carteiro.imap.config import ImapConfig
 from carteiro.imap.server import ImapServer
@@ -27,19 +29,32 @@ _counter = itertools.count(1)
 
 
 class ServerThread:
-    def __init__(self, data_dir: Path, **config: Any) -> None:
+    """``config``: ImapConfig fields; ``security``: SecurityOptions fields (the defence
+    layer is the one the server runs: guard, limits, audit log, detectors)."""
+
+    def __init__(
+        self, data_dir: Path, security: dict[str, Any] | None = None, **config: Any
+    ) -> None:
         self.data_dir = data_dir
         settings = Settings(data_dir=data_dir, hostname="localhost")
         self.cert = ensure_certificate(settings).cert
         self.tls = server_context(settings)
         config.setdefault("auth_failure_delay", 0.01)
+        config.setdefault("channel_bindings", channel_bindings(self.cert))
         self.config = ImapConfig(hostname="localhost", tls_context=self.tls, **config)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
         self.store = SqliteStore(data_dir / "carteiro.db")
         self.call(self.store.open())
-        self.server = ImapServer(self.store, self.config)
+        options: dict[str, Any] = {
+            "trusted": DEFAULT_TRUSTED_NETWORKS,
+            "failure_delay": self.config.auth_failure_delay,
+        }
+        options.update(security or {})
+        self.security = self.call(start_security(self.store, SecurityOptions(data_dir, **options)))
+        self.audit_path = data_dir / "audit.jsonl"
+        self.server = ImapServer(self.store, self.config, self.security.auth)
         self.port = self._listen(implicit_tls=False)
         self.tls_port = self._listen(implicit_tls=True)
         self._hash = hash_password("secret")
@@ -83,6 +98,7 @@ class ServerThread:
     def stop(self) -> None:
         try:
             self.call(self.server.shutdown(grace=2))
+            self.call(self.security.close())
             self.call(self.store.close())
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)

@@ -87,6 +87,7 @@ log_level = "debug"
         max_command=20971520,
         idle_timeout=600.0,
         log_level="DEBUG",
+        config_dir=tmp_path,
     )
 
 
@@ -204,3 +205,51 @@ def test_literal_and_message_limit_settings(tmp_path):
     assert (s.literal_plus, s.message_limit) == (False, 5000)
     d = load_settings(None, tmp_path, {})
     assert (d.literal_plus, d.message_limit) == (True, 1_000_000)
+
+
+def test_security_tables(tmp_path):
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text('{"keys": []}')
+    config = write(
+        tmp_path,
+        """
+audit_log = "logs/audit.jsonl"
+max_connections_per_ip = 5
+[defence]
+ip_ban_after = 4
+never_ban = ["10.0.0.0/8"]
+[anomalies]
+guessing_failures = 3
+[alerts]
+postmaster = "postmaster@example.org"
+[[oauth.issuers]]
+issuer = "https://id.example.org"
+audience = "mail"
+jwks_file = "jwks.json"
+""",
+    )
+    s = load_settings(config, tmp_path, {})
+    assert s.audit_log == tmp_path / "logs" / "audit.jsonl"
+    assert s.max_connections_per_ip == 5
+    assert s.defence == {"ip_ban_after": 4, "never_ban": ["10.0.0.0/8"]}
+    assert s.oauth_issuers[0]["issuer"] == "https://id.example.org"
+    assert load_settings(write(tmp_path, 'audit_log = "off"\n'), tmp_path, {}).audit_off
+
+
+@pytest.mark.parametrize(
+    ("toml", "fragment"),
+    [
+        ("[defence]\nip_ban_after = -1\n", "defence"),
+        ("[defence]\nfrob = 1\n", "frob"),
+        ("[anomalies]\nguessing_failures = \"x\"\n", "anomalies.guessing_failures"),
+        ("[alerts]\nwebhook_url = 3\n", "alerts.webhook_url"),
+        ('[[oauth.issuers]]\nissuer = "x"\n', "oauth.issuers"),
+        ("defence = 3\n", "[defence] must be a table"),
+        ("max_concurrent_auth = 0\n", "too small"),
+    ],
+)
+def test_bad_security_tables(tmp_path, toml, fragment):
+    with pytest.raises(ConfigError) as e:
+        load_settings(write(tmp_path, toml), tmp_path, {})
+    assert fragment in str(e.value)
+    assert "\n" not in str(e.value)
