@@ -176,11 +176,13 @@ def user_add(
     settings = load(data_dir, config)
     password = read_password() if password_stdin else generate_password()
     password_hash = hash_password(password)
+    scram = scram_record(password)
     prepare_data_dir(settings)
 
     async def add(store: Store) -> None:
         try:
             await store.create_account(address, password_hash)
+            await store.set_scram(address, scram)
         except AlreadyExists:
             fail(
                 f"account {address} already exists; "
@@ -207,9 +209,12 @@ def user_passwd(
     password = read_password() if password_stdin else generate_password()
     password_hash = hash_password(password)
 
+    scram = scram_record(password)
+
     async def passwd(store: Store) -> None:
         try:
             await store.set_password(address, password_hash)
+            await store.set_scram(address, scram)
         except NotFound:
             unknown_account(address)
 
@@ -539,6 +544,17 @@ def with_store(settings: Settings, operation: Callable[[Store], Awaitable[T]]) -
         fail(f"{e or type(e).__name__}; see 'carteiro --help'")
 
 
+def scram_record(password: str) -> str | None:
+    """SCRAM-SHA-256 keys for the new password (None when SASLprep refuses it: the
+    account then simply has no SCRAM)."""
+    from carteiro.auth.sasl import encode_scram_record, scram_credentials
+
+    try:
+        return encode_scram_record(scram_credentials(password))
+    except ValueError:
+        return None
+
+
 def read_password() -> str:
     """The first line of standard input, or a hidden prompt (twice) on a terminal."""
     if sys.stdin.isatty():
@@ -552,3 +568,7 @@ def read_password() -> str:
 
 def unknown_account(address: str) -> NoReturn:
     fail(f"there is no account {address}; 'carteiro user list' shows the accounts")
+
+
+# registers the security commands on the groups above
+from carteiro.cli import security as _security  # noqa: E402, F401

@@ -14,8 +14,8 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from carteiro.auth.passwords import hash_password
 from carteiro.app import channel_bindings
+from carteiro.auth.passwords import hash_password
 from carteiro.config import DEFAULT_TRUSTED_NETWORKS, Settings
 from carteiro.defence import SecurityOptions, start_security
 from carteiro.delivery import deliver

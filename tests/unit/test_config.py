@@ -241,7 +241,7 @@ jwks_file = "jwks.json"
     [
         ("[defence]\nip_ban_after = -1\n", "defence"),
         ("[defence]\nfrob = 1\n", "frob"),
-        ("[anomalies]\nguessing_failures = \"x\"\n", "anomalies.guessing_failures"),
+        ('[anomalies]\nguessing_failures = "x"\n', "anomalies.guessing_failures"),
         ("[alerts]\nwebhook_url = 3\n", "alerts.webhook_url"),
         ('[[oauth.issuers]]\nissuer = "x"\n', "oauth.issuers"),
         ("defence = 3\n", "[defence] must be a table"),
