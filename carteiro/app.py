@@ -7,6 +7,7 @@ import errno
 import logging
 import os
 import signal
+import ssl
 import sys
 from pathlib import Path
 
@@ -19,11 +20,18 @@ from carteiro.defence import SecurityOptions, start_security
 from carteiro.imap.config import ImapConfig
 from carteiro.imap.server import ImapServer
 from carteiro.loopmon import LoopMonitor
-from carteiro.net.tls import ensure_certificate, server_context
+from carteiro.net.tls import (
+    certificate_stamp,
+    ensure_certificate,
+    reload_certificate,
+    server_context,
+)
 from carteiro.store.errors import StoreUnavailable
 from carteiro.store.sqlite import SqliteStore
 
 log = logging.getLogger("carteiro")
+
+CERT_POLL_SECONDS = 30.0
 
 
 class StartupError(Exception):
@@ -57,6 +65,7 @@ def imap_config(
         idle_timeout=settings.idle_timeout,
         literal_plus=settings.literal_plus,
         channel_bindings=bindings,
+        proxy_trusted=settings.proxy_trusted,
         message_limit=settings.message_limit,
     )
 
@@ -91,7 +100,9 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
                 continue
             host, port = listen
             try:
-                srv = await server.listen(host, port, implicit_tls=implicit)
+                srv = await server.listen(
+                    host, port, implicit_tls=implicit, proxy=settings.imap_proxy and not implicit
+                )
             except OSError as exc:
                 what = "imaps" if implicit else "imap"
                 if exc.errno == errno.EADDRINUSE:
@@ -115,16 +126,33 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        # a renewed certificate (certbot, SIGHUP) is used for new handshakes at once
+        loop.add_signal_handler(signal.SIGHUP, lambda: reload_certificate(tls, settings))
+        watcher = loop.create_task(_watch_certificate(tls, settings))
         if ready is not None:
             ready.set()
         await stop.wait()
         print("carteiro: shutting down", flush=True)
+        watcher.cancel()
         await server.shutdown()
     finally:
         if monitor is not None:
             await monitor.stop()
         await runtime.close()
         await store.close()
+
+
+async def _watch_certificate(
+    tls: ssl.SSLContext, settings: Settings, interval: float = CERT_POLL_SECONDS
+) -> None:
+    """Reloads the certificate when its files change (no signal needed)."""
+    stamp = certificate_stamp(settings)
+    while True:
+        await asyncio.sleep(interval)
+        now = certificate_stamp(settings)
+        if now != stamp:
+            stamp = now
+            reload_certificate(tls, settings)
 
 
 def run(settings: Settings) -> None:

@@ -87,6 +87,10 @@ class Settings:
     max_connections_per_ip: int = 20
     max_connections_per_account: int = 50
     max_concurrent_auth: int = 4
+    #: the plaintext IMAP listener sits behind a load balancer speaking the PROXY
+    #: protocol, accepted only from ``proxy_trusted``
+    imap_proxy: bool = False
+    proxy_trusted: tuple[IPNetwork, ...] = ()
 
     @property
     def database(self) -> Path:
@@ -168,6 +172,8 @@ _KEYS = frozenset(
         "max_connections_per_ip",
         "max_connections_per_account",
         "max_concurrent_auth",
+        "imap_proxy",
+        "proxy_trusted",
     }
 )
 
@@ -280,10 +286,20 @@ def load_settings(
     ):
         if key in raw:
             values[key] = _int(raw[key], key, minimum)
+    if "imap_proxy" in raw:
+        if not isinstance(raw["imap_proxy"], bool):
+            raise ConfigError("imap_proxy must be true or false.")
+        values["imap_proxy"] = raw["imap_proxy"]
+    if "proxy_trusted" in raw:
+        values["proxy_trusted"] = _networks(raw["proxy_trusted"])
     values["config_dir"] = base
 
     settings = Settings(**values)
     _check_tables(settings)
+    if settings.imap_proxy and not settings.proxy_trusted:
+        raise ConfigError(
+            "imap_proxy is on but proxy_trusted is empty; list the load balancers' addresses."
+        )
     if settings.max_command < settings.max_line:
         raise ConfigError(
             f"max_command ({settings.max_command}) is smaller than max_line "

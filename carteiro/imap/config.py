@@ -34,6 +34,8 @@ class ImapConfig:
     #: TLS channel-binding data for SCRAM-SHA-256-PLUS (RFC 5929 tls-server-end-point
     #: of the server certificate); empty: -PLUS is not offered
     channel_bindings: tuple[tuple[str, bytes], ...] = ()
+    #: PROXY protocol (v1/v2) senders: load balancers whose header is believed
+    proxy_trusted: tuple[Network, ...] = ()
     #: MESSAGELIMIT (RFC 9738)
     message_limit: int = 1_000_000
 

@@ -46,6 +46,7 @@ from carteiro.imap.protocol.responses import tagged
 from carteiro.imap.state import Session, State
 from carteiro.imap.uidonly import uses_sequence_numbers
 from carteiro.net.limits import ConnectionLimiter, Lease
+from carteiro.net.proxy_protocol import Invalid, Parsed, is_trusted, parse_proxy_header
 from carteiro.net.stream import Stream
 from carteiro.store import errors as se
 from carteiro.store.interface import Changes, Store
@@ -55,6 +56,8 @@ log = logging.getLogger("carteiro.imap")
 #: largest literal accepted before authentication (a LOGIN password)
 PREAUTH_MAX_LITERAL = 4096
 LITERAL_MINUS_MAX = 4096  # RFC 7888 §4
+PROXY_TIMEOUT = 10.0  # seconds for a load balancer to send its header
+PROXY_MAX = 4096  # longest PROXY v2 header accepted (addresses plus TLVs)
 
 #: inflated bytes handed to the receiver at a time (COMPRESS=DEFLATE)
 _INFLATE_CHUNK = 256 * 1024
@@ -69,7 +72,10 @@ _MAILBOX_CHANGES = (c.Create, c.Delete, c.Rename, c.Subscribe, c.Unsubscribe)
 
 
 class ImapConnection:
-    def __init__(self, server: ImapServer, stream: Stream, implicit_tls: bool) -> None:
+    def __init__(
+        self, server: ImapServer, stream: Stream, implicit_tls: bool, proxy: bool = False
+    ) -> None:
+        self.proxy = proxy
         self.server = server
         self.stream = stream
         cfg = server.config
@@ -439,11 +445,46 @@ class ImapConnection:
             return "Too many connections from your address"
         return None
 
+    async def _read_proxy_header(self) -> str | None:
+        """Reads the PROXY header and adopts the client address it names; a refusal
+        text when the sender is not a trusted proxy or the header is bad."""
+        if not is_trusted(self.peer, self.server.config.proxy_trusted):
+            return "PROXY protocol from an untrusted address"
+        data = b""
+        deadline = time.monotonic() + PROXY_TIMEOUT
+        while True:
+            result = parse_proxy_header(data, max_length=PROXY_MAX)
+            if isinstance(result, Invalid):
+                return "Bad PROXY protocol header"
+            if isinstance(result, Parsed):
+                break
+            try:
+                chunk = await asyncio.wait_for(
+                    self.stream.read(), max(0.0, deadline - time.monotonic())
+                )
+            except TimeoutError:
+                return "No PROXY protocol header"
+            if not chunk:
+                return "No PROXY protocol header"
+            data += chunk
+        if result.info.source is not None:
+            self.peer = result.info.source[0]
+            cfg = self.server.config
+            self.session.peer = self.peer
+            self.session.trusted = cfg.is_trusted(self.peer)
+            self.refresh_mechanisms()
+        rest = data[result.consumed :]
+        if rest:
+            self._feed(rest)
+        return None
+
     async def run(self) -> None:
         cfg = self.server.config
         audit = self.auth.defence.audit
         started = time.monotonic()
-        refusal = self._admit()
+        refusal = await self._read_proxy_header() if self.proxy else None
+        if refusal is None:
+            refusal = self._admit()
         if refusal is not None:
             log.info("refused connection from %s: %s", self.peer, refusal)
             self.send(b"* BYE " + refusal.encode("ascii", "replace") + b"\r\n")
@@ -665,13 +706,20 @@ class ImapServer:
         )
         return first
 
-    async def listen(self, host: str, port: int, *, implicit_tls: bool) -> asyncio.AbstractServer:
+    async def listen(
+        self, host: str, port: int, *, implicit_tls: bool, proxy: bool = False
+    ) -> asyncio.AbstractServer:
+        """``proxy``: every connection starts with a PROXY protocol header from one of
+        ``config.proxy_trusted`` (plaintext listeners only: with implicit TLS the
+        header would have to be read before the handshake)."""
         loop = asyncio.get_running_loop()
         if implicit_tls and self.config.tls_context is None:
             raise ValueError("implicit TLS needs a TLS context")
+        if implicit_tls and proxy:
+            raise ValueError("the PROXY protocol is supported on STARTTLS listeners only")
 
         def factory() -> Stream:
-            return _ServerStream(lambda s: self._accept(s, implicit_tls))
+            return _ServerStream(lambda s: self._accept(s, implicit_tls, proxy))
 
         server = await loop.create_server(
             factory,
@@ -684,8 +732,8 @@ class ImapServer:
         self._servers.append(server)
         return server
 
-    def _accept(self, stream: Stream, implicit_tls: bool) -> None:
-        conn = ImapConnection(self, stream, implicit_tls)
+    def _accept(self, stream: Stream, implicit_tls: bool, proxy: bool = False) -> None:
+        conn = ImapConnection(self, stream, implicit_tls, proxy)
         self.connections.add(conn)
         task = asyncio.get_running_loop().create_task(conn.run())
         self._tasks.add(task)

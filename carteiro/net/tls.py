@@ -24,7 +24,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from carteiro.config import ConfigError, Settings
 
-__all__ = ["CertificateFiles", "ensure_certificate", "server_context"]
+__all__ = [
+    "CertificateFiles",
+    "certificate_stamp",
+    "ensure_certificate",
+    "reload_certificate",
+    "server_context",
+]
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +105,35 @@ def server_context(settings: Settings) -> ssl.SSLContext:
             "check that the key matches the certificate and both are PEM."
         ) from None
     return ctx
+
+
+def reload_certificate(ctx: ssl.SSLContext, settings: Settings) -> CertificateFiles | None:
+    """Loads the current certificate files into the running context: handshakes from now
+    on use them, established sessions keep theirs (nothing is dropped). On a bad pair
+    the old certificate stays in use and None is returned (the error is logged)."""
+    try:
+        files = ensure_certificate(settings)
+        ctx.load_cert_chain(files.cert, files.key)
+    except (ConfigError, OSError, ssl.SSLError) as e:
+        log.error("TLS certificate not reloaded, the previous one stays in use: %s", e)
+        return None
+    log.info("TLS certificate reloaded: %s (SHA-256 %s)", files.cert, files.fingerprint)
+    return files
+
+
+def certificate_stamp(settings: Settings) -> tuple[float, float]:
+    """Modification times of the certificate and key files (0 when missing)."""
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        paths = (settings.tls_cert, settings.tls_key)
+    else:
+        paths = (settings.tls_dir / "cert.pem", settings.tls_dir / "key.pem")
+    stamps = []
+    for path in paths:
+        try:
+            stamps.append(path.stat().st_mtime)
+        except OSError:
+            stamps.append(0.0)
+    return stamps[0], stamps[1]
 
 
 def _read_cert(path: Path, *, configured: bool) -> x509.Certificate:

@@ -59,8 +59,12 @@ class ServerThread:
         self.tls_port = self._listen(implicit_tls=True)
         self._hash = hash_password("secret")
 
-    def _listen(self, implicit_tls: bool) -> int:
-        srv = self.call(self.server.listen("127.0.0.1", 0, implicit_tls=implicit_tls))
+    def listen_proxy(self) -> int:
+        """A plaintext listener behind a (pretend) load balancer: PROXY header first."""
+        return self._listen(implicit_tls=False, proxy=True)
+
+    def _listen(self, implicit_tls: bool, proxy: bool = False) -> int:
+        srv = self.call(self.server.listen("127.0.0.1", 0, implicit_tls=implicit_tls, proxy=proxy))
         return int(srv.sockets[0].getsockname()[1])
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
@@ -93,6 +97,11 @@ class ServerThread:
         )
         if user is not None:
             conn.login(user, password)
+        return conn
+
+    def connect_tls_with(self, ctx: ssl.SSLContext) -> imaplib.IMAP4_SSL:
+        conn = imaplib.IMAP4_SSL("127.0.0.1", self.tls_port, ssl_context=ctx, timeout=30)
+        OPEN.append(conn)
         return conn
 
     def stop(self) -> None:

@@ -1,0 +1,110 @@
+"""PROXY protocol v1/v2 on a listener marked as behind a load balancer: the real client
+address reaches the audit log and the guard; a header from an untrusted sender, a
+malformed header or none at all ends the connection."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import scramp
+
+from carteiro.auth.guard import GuardPolicy
+from carteiro.net.proxy_protocol import encode_v1, encode_v2
+from tests.integration.harness import OPEN, ServerThread
+
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
+
+
+@pytest.fixture(scope="module")
+def lb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    policy = GuardPolicy(ip_delay_after=0, account_delay_after=0, ip_ban_after=2, never_ban=())
+    srv = ServerThread(
+        tmp_path_factory.mktemp("proxy"), proxy_trusted=LOOPBACK, security={"guard": policy}
+    )
+    srv.proxy_port = srv.listen_proxy()  # type: ignore[attr-defined]
+    yield srv
+    srv.stop()
+
+
+def via_proxy(port: int, header: bytes) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    OPEN.append(sock)
+    sock.sendall(header)
+    return sock
+
+
+def lines(sock: socket.socket, count: int) -> list[bytes]:
+    buf = b""
+    while buf.count(b"\r\n") < count:
+        data = sock.recv(65536)
+        if not data:
+            break
+        buf += data
+    return buf.split(b"\r\n")[:count]
+
+
+def test_v1_and_v2_headers_give_the_real_address(lb_server: ServerThread) -> None:
+    user = lb_server.new_user()
+    port = lb_server.proxy_port  # type: ignore[attr-defined]
+    for header, source in (
+        (encode_v1(("198.51.100.7", 40000), ("192.0.2.1", 143)), "198.51.100.7"),
+        (encode_v2(("2001:db8::42", 40001), ("2001:db8::1", 143)), "2001:db8::42"),
+    ):
+        sock = via_proxy(port, header + f"a LOGIN {user} secret\r\n".encode())
+        greeting, reply = lines(sock, 2)
+        assert greeting.startswith(b"* OK [CAPABILITY")
+        # the real client is not on a trusted network: no cleartext password
+        assert reply.startswith(b"a NO [PRIVACYREQUIRED]")
+        events = [json.loads(x) for x in lb_server.audit_path.read_text().splitlines()]
+        starts = [e for e in events if e["event"] == "session.start"]
+        assert starts[-1]["source"] == source
+
+
+def test_bans_see_the_real_address(lb_server: ServerThread) -> None:
+    port = lb_server.proxy_port  # type: ignore[attr-defined]
+    attacker = encode_v1(("203.0.113.66", 5555), ("192.0.2.1", 143))
+    # a cleartext LOGIN is refused for privacy, which is not a guess: no strike
+    sock = via_proxy(port, attacker + b"x LOGIN someone wrong\r\n")
+    assert lines(sock, 2)[1].startswith(b"x NO [PRIVACYREQUIRED]")
+    # two wrong SCRAM proofs (SCRAM is offered without TLS) from the attacker's address
+    for attempt in range(2):
+        client = scramp.ScramClient(["SCRAM-SHA-256"], "nobody@example.org", "guess")
+        first = base64.b64encode(client.get_client_first().encode())
+        sock = via_proxy(port, attacker + b"y AUTHENTICATE SCRAM-SHA-256 " + first + b"\r\n")
+        greeting, challenge = lines(sock, 2)
+        client.set_server_first(base64.b64decode(challenge[2:]).decode())
+        sock.sendall(base64.b64encode(client.get_client_final().encode()) + b"\r\n")
+        reply = lines(sock, 2 if attempt else 1)
+        if attempt:  # the second strike bans the source and ends the session
+            assert reply[0] == b"* BYE Too many failed logins from your address"
+        assert reply[-1].startswith(b"y NO [AUTHENTICATIONFAILED]")
+        sock.close()
+    banned = via_proxy(port, attacker)
+    assert lines(banned, 1)[0].startswith(b"* BYE ")
+    # another client behind the same load balancer is not affected
+    other = via_proxy(port, encode_v1(("198.51.100.8", 1), ("192.0.2.1", 143)))
+    assert lines(other, 1)[0].startswith(b"* OK")
+
+
+def test_untrusted_sender_and_bad_headers_are_refused(tmp_path: Path) -> None:
+    srv = ServerThread(tmp_path)  # no trusted proxies at all
+    try:
+        port = srv.listen_proxy()
+        spoof = via_proxy(port, encode_v1(("10.9.9.9", 1), ("192.0.2.1", 143)))
+        assert lines(spoof, 1) == [b"* BYE PROXY protocol from an untrusted address"]
+    finally:
+        srv.stop()
+
+
+def test_malformed_or_missing_header(lb_server: ServerThread) -> None:
+    port = lb_server.proxy_port  # type: ignore[attr-defined]
+    assert lines(via_proxy(port, b"a LOGIN x y\r\n"), 1) == [b"* BYE Bad PROXY protocol header"]
+    assert lines(via_proxy(port, b"PROXY TCP4 1.2.3 4.5.6.7 1 2\r\n"), 1) == [
+        b"* BYE Bad PROXY protocol header"
+    ]
