@@ -76,7 +76,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     if files.generated:
         print(f"carteiro: generated a self-signed TLS certificate: {files.cert}", flush=True)
     tls = server_context(settings)
-    store = SqliteStore(settings.data_dir / "carteiro.db")
+    store = SqliteStore(settings.data_dir / "carteiro.db", retention=settings.expunge_retention)
     try:
         await store.open()
     except StoreUnavailable as exc:

@@ -89,6 +89,8 @@ class Settings:
     max_concurrent_auth: int = 4
     #: the plaintext IMAP listener sits behind a load balancer speaking the PROXY
     #: protocol, accepted only from ``proxy_trusted``
+    #: seconds expunged messages stay recoverable (``carteiro restore-expunged``); 0: off
+    expunge_retention: float = 7 * 86400.0
     imap_proxy: bool = False
     proxy_trusted: tuple[IPNetwork, ...] = ()
 
@@ -174,6 +176,7 @@ _KEYS = frozenset(
         "max_concurrent_auth",
         "imap_proxy",
         "proxy_trusted",
+        "expunge_retention",
     }
 )
 
@@ -286,6 +289,13 @@ def load_settings(
     ):
         if key in raw:
             values[key] = _int(raw[key], key, minimum)
+    if "expunge_retention" in raw:
+        value = raw["expunge_retention"]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ConfigError(
+                f"expunge_retention: expected seconds (0 turns it off), got {value!r}."
+            )
+        values["expunge_retention"] = float(value)
     if "imap_proxy" in raw:
         if not isinstance(raw["imap_proxy"], bool):
             raise ConfigError("imap_proxy must be true or false.")

@@ -37,7 +37,7 @@ from carteiro.cli.main import (
     with_store,
 )
 from carteiro.config import Settings
-from carteiro.store.errors import AlreadyExists, NotFound
+from carteiro.store.errors import AlreadyExists, NotFound, QuotaExceeded
 from carteiro.store.interface import AppPassword, Credentials, Store
 from carteiro.store.security import Ban, LoginRecord
 from carteiro.store.sqlite.security import SqliteSecurityStore
@@ -390,3 +390,66 @@ def ban_remove(source: str, data_dir: Path | None, config: Path | None) -> None:
     _with_security(settings, remove)
     _audit(settings).admin(action="unban", actor="cli", target=source)
     click.echo(f"removed the ban on {source}")
+
+
+# --- recovery ------------------------------------------------------------------------
+
+
+def parse_since(text: str) -> float:
+    """``2h`` / ``3d`` ago, or an ISO 8601 date or time (UTC when no zone is given)."""
+    if _DURATION.fullmatch(text.strip().lower()):
+        return time.time() - parse_duration(text)
+    try:
+        when = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        fail(f"{text!r} is neither a duration (2h, 3d) nor a date (2026-11-22T10:00)", EXIT_USAGE)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp()
+
+
+@cli.command("restore-expunged", context_settings=CONTEXT)
+@click.argument("address")
+@click.option(
+    "--since", required=True, help="How far back: 2h, 3d, or a date like 2026-11-22T10:00."
+)
+@click.option("--mailbox", help="Only messages that were in this mailbox.")
+@click.option("--dry-run", is_flag=True, help="Only show what would be restored.")
+@common_options
+def restore_expunged(
+    address: str,
+    since: str,
+    mailbox: str | None,
+    dry_run: bool,
+    data_dir: Path | None,
+    config: Path | None,
+) -> None:
+    """Bring back ADDRESS's messages expunged (or in mailboxes deleted) since --since,
+    while they are within the retention period (expunge_retention)."""
+    address = validate.address(address)
+    start = parse_since(since)
+    settings = load(data_dir, config)
+    require_database(settings)
+
+    async def restore(store: Store) -> dict[str, int]:
+        account = await store.get_account(address)
+        if account is None:
+            unknown_account(address)
+        if dry_run:
+            found = await store.recoverable(account.id, start)
+            return {k: v for k, v in found.items() if mailbox is None or k == mailbox}
+        try:
+            return await store.restore_expunged(account.id, start, mailbox)
+        except QuotaExceeded as exc:
+            fail(f"{exc}; raise the quota with 'carteiro quota set' and run this again")
+
+    counts = with_store(settings, restore)
+    verb = "would restore" if dry_run else "restored"
+    if not counts:
+        click.echo(f"nothing to restore for {address} since {_when(start)}")
+    for name, n in sorted(counts.items()):
+        click.echo(f"{verb} {n} message{'s' if n != 1 else ''} into {name}")
+    if counts and not dry_run:
+        _audit(settings).admin(
+            action="restore-expunged", actor="cli", target=address, messages=sum(counts.values())
+        )

@@ -195,6 +195,18 @@ class Store(Protocol):
     async def set_password(self, address: str, password_hash: str) -> None:
         """NotFound."""
 
+    # --- recoverable expunges (issue 4: undoing a mass deletion) ---------------------
+    async def recoverable(self, account_id: int, since: float) -> dict[str, int]:
+        """Messages expunged (or in mailboxes deleted) at or after ``since`` that can
+        still be restored, counted per original mailbox. Empty when the backend keeps
+        none (retention 0)."""
+
+    async def restore_expunged(
+        self, account_id: int, since: float, mailbox: str | None = None
+    ) -> dict[str, int]:
+        """Puts those messages back (their mailbox is recreated if needed) as new
+        messages; returns how many per mailbox. NotFound; QuotaExceeded (nothing done)."""
+
     # --- credentials (issue 4) ------------------------------------------------------
     async def credentials(self, address: str) -> Credentials | None:
         """The account and all its credentials, or None for an unknown address."""

@@ -137,3 +137,43 @@ def test_networks_activity_and_bans(tmp_path: Path) -> None:
     assert "ip 203.0.113.9: until" in run("ban", "list", "--data-dir", data).stdout
     assert run("ban", "remove", "203.0.113.9", "--data-dir", data).returncode == 0
     assert "no active bans" in run("ban", "list", "--data-dir", data).stdout
+
+
+def test_restore_expunged_after_a_mass_deletion(tmp_path: Path) -> None:
+    """The server keeps expunged mail (expunge_retention); the CLI brings it back."""
+    from tests.integration.harness import ServerThread
+    from tests.integration.mbox import simple
+
+    data = tmp_path / "data"
+    server = ServerThread(data)
+    try:
+        server.store.retention = 3600.0  # what expunge_retention sets in carteiro serve
+        user = server.new_user()
+        for i in range(5):
+            server.deliver(user, simple(f"precious {i}"))
+        conn = server.connect(user)
+        conn.select("INBOX")
+        conn.store("1:*", "+FLAGS.SILENT", "(\\Deleted)")
+        conn.expunge()
+        conn.logout()
+    finally:
+        server.stop()
+    dry = run("restore-expunged", user, "--since", "1h", "--dry-run", "--data-dir", data)
+    assert dry.stdout.strip() == "would restore 5 messages into INBOX", dry
+    done = run("restore-expunged", user, "--since", "1h", "--data-dir", data)
+    assert done.stdout.strip() == "restored 5 messages into INBOX", done
+    again = run("restore-expunged", user, "--since", "1h", "--data-dir", data)
+    assert "nothing to restore" in again.stdout
+    assert_one_line_error(
+        run("restore-expunged", user, "--since", "yesterday-ish", "--data-dir", data), 2, "duration"
+    )
+    restarted = ServerThread(data)
+    try:
+        conn = restarted.connect(user)
+        typ, data_ = conn.select("INBOX")
+        assert data_ == [b"5"]
+        _, found = conn.search(None, 'SUBJECT "precious"')
+        assert len(found[0].split()) == 5
+        conn.logout()
+    finally:
+        restarted.stop()

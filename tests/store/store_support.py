@@ -19,11 +19,11 @@ from carteiro.store.interface import MailboxStatus, MessageRecord, NewMessage, S
 BACKENDS = ["sqlite"]
 
 
-def make_store(kind: str, location: str) -> Store:
+def make_store(kind: str, location: str, retention: float = 0.0) -> Store:
     if kind == "sqlite":
         from carteiro.store.sqlite import SqliteStore
 
-        return SqliteStore(Path(location))
+        return SqliteStore(Path(location), retention=retention)
     raise ValueError(f"unknown store backend {kind!r}")
 
 
@@ -38,12 +38,12 @@ class Backend:
     kind: str
     location: str
 
-    def make(self) -> Store:
+    def make(self, retention: float = 0.0) -> Store:
         """A new, unopened instance on this backend's data."""
-        return make_store(self.kind, self.location)
+        return make_store(self.kind, self.location, retention)
 
-    async def open(self) -> Store:
-        store = self.make()
+    async def open(self, retention: float = 0.0) -> Store:
+        store = self.make(retention)
         await store.open()
         return store
 

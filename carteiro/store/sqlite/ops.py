@@ -29,6 +29,7 @@ from carteiro.store.interface import (
     Quota,
 )
 from carteiro.store.names import INBOX, check_name, inferior_bounds, is_inferior, parents
+from carteiro.store.sqlite import retention as retention_ops
 from carteiro.store.sqlite.writer import Events
 
 DEFAULT_MAILBOXES = (
@@ -226,13 +227,17 @@ def delete_account(conn: sqlite3.Connection, events: Events, address: str) -> No
         r[0] for r in conn.execute("SELECT id FROM mailboxes WHERE account_id = ?", (account_id,))
     ]
     _drop_mailboxes(conn, ids)
+    # explicit, so the trigger releases the content they hold
+    conn.execute("DELETE FROM recoverable WHERE account_id = ?", (account_id,))
     conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
     events.add((account_id, None))
     events.update((account_id, mid) for mid in ids)
 
 
-def _drop_mailboxes(conn: sqlite3.Connection, ids: list[int]) -> None:
+def _drop_mailboxes(conn: sqlite3.Connection, ids: list[int], retention: float = 0.0) -> None:
     for mid in ids:
+        if retention > 0:
+            retention_ops.keep(conn, mid, "1", [])
         # explicit, so the triggers release blob references
         conn.execute("DELETE FROM messages WHERE mailbox_id = ?", (mid,))
         conn.execute("DELETE FROM mailboxes WHERE id = ?", (mid,))
@@ -316,7 +321,9 @@ def create_mailbox(
     return get_mailbox(conn, mailbox_id)
 
 
-def delete_mailbox(conn: sqlite3.Connection, events: Events, account_id: int, name: str) -> None:
+def delete_mailbox(
+    conn: sqlite3.Connection, events: Events, account_id: int, name: str, retention: float = 0.0
+) -> None:
     if name == INBOX:
         raise NotAllowed("INBOX cannot be deleted")
     mailbox_id = _mailbox_id(conn, account_id, name)
@@ -330,9 +337,20 @@ def delete_mailbox(conn: sqlite3.Connection, events: Events, account_id: int, na
             (account_id, lo, hi),
         )
     ]
-    _drop_mailboxes(conn, ids)
+    _drop_mailboxes(conn, ids, retention)
+    if retention > 0:
+        retention_ops.purge(conn, retention)
     events.add((account_id, None))
     events.update((account_id, mid) for mid in ids)
+
+
+def mailbox_for_restore(conn: sqlite3.Connection, account_id: int, name: str) -> int:
+    """The id of ``name``, created again (with its parents) if it was deleted."""
+    found = _mailbox_id(conn, account_id, name)
+    if found is not None:
+        return found
+    _ensure_parents(conn, account_id, name)
+    return _insert_mailbox(conn, account_id, name)
 
 
 def rename_mailbox(
@@ -428,6 +446,10 @@ _INSERT_MESSAGE = (
     "INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internal_date, tz_offset,"
     " size, blob_id, save_date, thread_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+#: for the retention module, which restores rows the way appends write them
+INSERT_MESSAGE = _INSERT_MESSAGE
 
 
 def _thread_for(keys: Sequence[str]) -> int:
@@ -620,9 +642,14 @@ def _copy_rows(
     return uidvalidity, [r[0] for r in rows], [first_uid + i for i in range(len(rows))]
 
 
-def _expunge_rows(conn: sqlite3.Connection, mailbox_id: int, uids: list[int]) -> None:
+def _expunge_rows(
+    conn: sqlite3.Connection, mailbox_id: int, uids: list[int], retention: float = 0.0
+) -> None:
     _account_id, _uv, _first, modseq = _bump(conn, mailbox_id)
     cond, params = uid_filter(uids)
+    if retention > 0:
+        retention_ops.keep(conn, mailbox_id, cond, params)
+        retention_ops.purge(conn, retention)
     conn.execute(f"DELETE FROM messages WHERE mailbox_id = ? AND {cond}", [mailbox_id, *params])
     conn.executemany(
         "INSERT INTO expunged (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
@@ -677,7 +704,11 @@ def replace(
 
 
 def expunge(
-    conn: sqlite3.Connection, events: Events, mailbox_id: int, uids: Sequence[int] | None
+    conn: sqlite3.Connection,
+    events: Events,
+    mailbox_id: int,
+    uids: Sequence[int] | None,
+    retention: float = 0.0,
 ) -> list[int]:
     row = _one(conn, "SELECT account_id, deleted FROM mailboxes WHERE id = ?", (mailbox_id,))
     if not row:
@@ -702,6 +733,11 @@ def expunge(
         )
     )
     if gone:
-        _expunge_rows(conn, mailbox_id, gone)
+        _expunge_rows(conn, mailbox_id, gone, retention)
         events.add((account_id, mailbox_id))
     return gone
+
+
+# the retention module shares these with append and copy
+bump = _bump
+Keywords = _Keywords

@@ -134,6 +134,34 @@ CREATE TABLE IF NOT EXISTS thread_ids (
     PRIMARY KEY (account_id, message_id)
 ) WITHOUT ROWID;
 
+-- expunged (and deleted-mailbox) messages kept for the retention period, so that a
+-- mass deletion can be undone (carteiro restore-expunged); they hold a blob reference
+CREATE TABLE IF NOT EXISTS recoverable (
+    id            INTEGER PRIMARY KEY,
+    account_id    INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    mailbox       TEXT NOT NULL,
+    flags         INTEGER NOT NULL,
+    keywords      TEXT,
+    internal_date INTEGER NOT NULL,
+    tz_offset     INTEGER NOT NULL,
+    size          INTEGER NOT NULL,
+    blob_id       INTEGER NOT NULL REFERENCES blobs(id),
+    thread_id     INTEGER NOT NULL DEFAULT 0,
+    expunged_at   REAL NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS recoverable_account ON recoverable (account_id, expunged_at);
+CREATE INDEX IF NOT EXISTS recoverable_age ON recoverable (expunged_at);
+
+CREATE TRIGGER IF NOT EXISTS recoverable_ai AFTER INSERT ON recoverable BEGIN
+    UPDATE blobs SET refcount = refcount + 1 WHERE id = NEW.blob_id;
+END;
+
+CREATE TRIGGER IF NOT EXISTS recoverable_ad AFTER DELETE ON recoverable BEGIN
+    UPDATE blobs SET refcount = refcount - 1 WHERE id = OLD.blob_id;
+    DELETE FROM blobs WHERE id = OLD.blob_id AND refcount <= 0;
+END;
+
 -- keywords ever used in a mailbox, first-seen spelling (FLAGS / PERMANENTFLAGS)
 CREATE TABLE IF NOT EXISTS keywords (
     mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,

@@ -34,7 +34,7 @@ from carteiro.store.interface import (
     Quota,
 )
 from carteiro.store.notify import Notifier
-from carteiro.store.sqlite import credentials, ops
+from carteiro.store.sqlite import credentials, ops, retention
 from carteiro.store.sqlite.writer import Readers, Writer
 
 _RECORD_COLUMNS = "uid, flags, keywords, internal_date, tz_offset, size, modseq, blob_id"
@@ -72,8 +72,10 @@ def _mailbox_must_exist(conn: sqlite3.Connection, mailbox_id: int) -> None:
 class SqliteStore:
     """Implements :class:`carteiro.store.interface.Store` (and ``Diagnostics``)."""
 
-    def __init__(self, path: Path, *, readers: int = 4) -> None:
+    def __init__(self, path: Path, *, readers: int = 4, retention: float = 0.0) -> None:
+        """``retention``: seconds expunged messages stay recoverable (0: not kept)."""
         self.path = Path(path)
+        self.retention = retention
         self._notifier = Notifier()
         self._writer = Writer(self.path, self._notifier.post)
         self._reader_count = readers
@@ -135,6 +137,21 @@ class SqliteStore:
 
     async def delete_account(self, address: str) -> None:
         await self._writer.submit(partial(ops.delete_account, address=address))
+
+    # --- recoverable expunges -----------------------------------------------------------
+    async def recoverable(self, account_id: int, since: float) -> dict[str, int]:
+        result: dict[str, int] = await self._read(
+            partial(retention.summary, account_id=account_id, since=since)
+        )
+        return result
+
+    async def restore_expunged(
+        self, account_id: int, since: float, mailbox: str | None = None
+    ) -> dict[str, int]:
+        result: dict[str, int] = await self._writer.submit(
+            partial(retention.restore, account_id=account_id, since=since, mailbox=mailbox)
+        )
+        return result
 
     # --- credentials -----------------------------------------------------------------
     async def credentials(self, address: str) -> Credentials | None:
@@ -254,7 +271,9 @@ class SqliteStore:
         return info
 
     async def delete_mailbox(self, account_id: int, name: str) -> None:
-        await self._writer.submit(partial(ops.delete_mailbox, account_id=account_id, name=name))
+        await self._writer.submit(
+            partial(ops.delete_mailbox, account_id=account_id, name=name, retention=self.retention)
+        )
 
     async def rename_mailbox(self, account_id: int, old: str, new: str) -> None:
         await self._writer.submit(
@@ -482,7 +501,12 @@ class SqliteStore:
 
     async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
         result: list[int] = await self._writer.submit(
-            partial(ops.expunge, mailbox_id=mailbox_id, uids=None if uids is None else list(uids))
+            partial(
+                ops.expunge,
+                mailbox_id=mailbox_id,
+                uids=None if uids is None else list(uids),
+                retention=self.retention,
+            )
         )
         return result
 
@@ -609,7 +633,7 @@ def check_database(conn: sqlite3.Connection) -> list[str]:
         problems.append(f"expunged message still present: {tuple(row)}")
     for blob_id, refcount, refs in conn.execute(
         "SELECT b.id, b.refcount, (SELECT count(*) FROM messages m WHERE m.blob_id = b.id)"
-        " FROM blobs b"
+        " + (SELECT count(*) FROM recoverable r WHERE r.blob_id = b.id) FROM blobs b"
     ):
         if refs == 0:
             problems.append(f"blob {blob_id}: unreferenced")
