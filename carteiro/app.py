@@ -14,6 +14,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from carteiro.auth.passwords import configure as configure_hashing
 from carteiro.auth.sasl import tls_server_end_point
 from carteiro.config import ConfigError, Settings, format_listen
 from carteiro.defence import SecurityOptions, start_security
@@ -72,6 +73,9 @@ def imap_config(
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    configure_hashing(
+        settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism
+    )
     files = ensure_certificate(settings)
     if files.generated:
         print(f"carteiro: generated a self-signed TLS certificate: {files.cert}", flush=True)

@@ -89,6 +89,10 @@ class Settings:
     max_concurrent_auth: int = 4
     #: the plaintext IMAP listener sits behind a load balancer speaking the PROXY
     #: protocol, accepted only from ``proxy_trusted``
+    #: argon2id cost for new password hashes (RFC 9106 "low memory" profile by default)
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
     #: seconds expunged messages stay recoverable (``carteiro restore-expunged``); 0: off
     expunge_retention: float = 7 * 86400.0
     imap_proxy: bool = False
@@ -177,6 +181,9 @@ _KEYS = frozenset(
         "imap_proxy",
         "proxy_trusted",
         "expunge_retention",
+        "argon2_time_cost",
+        "argon2_memory_kib",
+        "argon2_parallelism",
     }
 )
 
@@ -286,6 +293,13 @@ def load_settings(
         ("max_connections_per_ip", 0),
         ("max_connections_per_account", 0),
         ("max_concurrent_auth", 1),
+    ):
+        if key in raw:
+            values[key] = _int(raw[key], key, minimum)
+    for key, minimum in (
+        ("argon2_time_cost", 1),
+        ("argon2_memory_kib", 8192),
+        ("argon2_parallelism", 1),
     ):
         if key in raw:
             values[key] = _int(raw[key], key, minimum)

@@ -21,6 +21,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 __all__ = [
     "MAX_CONCURRENT_HASHES",
+    "configure",
     "generate_password",
     "hash_password",
     "hash_password_async",
@@ -40,6 +41,19 @@ _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
 _dummy_hash: str | None = None
 _dummy_lock = threading.Lock()
+
+
+def configure(time_cost: int = 3, memory_kib: int = 65536, parallelism: int = 4) -> None:
+    """Sets the argon2id parameters for new hashes; hashes made with others still verify
+    and are rehashed at the next successful login (:func:`needs_rehash`)."""
+    global _hasher, _dummy_hash
+    if time_cost < 1 or memory_kib < 8 * parallelism or parallelism < 1:
+        raise ValueError("argon2 parameters out of range")
+    with _dummy_lock:
+        _hasher = PasswordHasher(
+            time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism
+        )
+        _dummy_hash = None  # unknown accounts must cost what known ones cost
 
 
 def hash_password(password: str | bytes) -> str:

@@ -487,9 +487,13 @@ def load(
     data_dir: Path | None, config: Path | None, overrides: Mapping[str, Any] | None = None
 ) -> Settings:
     try:
-        return load_settings(config, data_dir, overrides or {})
+        settings = load_settings(config, data_dir, overrides or {})
     except ConfigError as e:
         fail(str(e))
+    from carteiro.auth.passwords import configure
+
+    configure(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism)
+    return settings
 
 
 def prepare_data_dir(settings: Settings) -> None:

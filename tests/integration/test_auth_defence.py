@@ -430,3 +430,26 @@ def test_guessing_and_mass_deletion_raise_alerts(tmp_path: Path) -> None:
         conn.logout()
     finally:
         srv.stop()
+
+
+def test_connection_limit_per_account(tmp_path: Path) -> None:
+    srv = ServerThread(tmp_path, security={"per_account": 2})
+    try:
+        user = srv.new_user()
+        first, second = srv.connect(user), srv.connect(user)
+        third = RawClient(srv.port)
+        reply = third.cmd(f"LOGIN {user} secret", tag="l")[-1]
+        assert reply.startswith(b"l NO [LIMIT] Too many sessions for this account")
+        assert third.cmd("NOOP", tag="n")[-1].startswith(b"n OK")  # still not logged in
+        assert srv.connect(srv.new_user()).noop()[0] == "OK"  # other accounts are fine
+        first.logout()
+        for _ in range(50):  # the account's slot is freed when the session ends
+            reply = third.cmd(f"LOGIN {user} secret", tag="m")[-1]
+            if reply.startswith(b"m OK"):
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the account's slot was never released")
+        second.logout()
+    finally:
+        srv.stop()

@@ -3,6 +3,7 @@ import re
 import threading
 import time
 
+import pytest
 from argon2 import PasswordHasher
 
 from carteiro.auth import passwords
@@ -108,3 +109,53 @@ def test_generate_password():
     bits = passwords.GROUPS * passwords.GROUP_LENGTH * (len(passwords.ALPHABET).bit_length() - 1)
     assert len(set(passwords.ALPHABET)) == len(passwords.ALPHABET) == 32
     assert bits >= 100
+
+
+def test_configured_parameters_and_rehash_on_change():
+    from carteiro.auth import passwords
+
+    try:
+        passwords.configure(time_cost=1, memory_kib=8192, parallelism=1)
+        cheap = passwords.hash_password("pw")
+        assert "$m=8192,t=1,p=1$" in cheap
+        assert not passwords.needs_rehash(cheap)
+        passwords.configure()  # back to the defaults: the cheap hash is due for a rehash
+        assert passwords.needs_rehash(cheap)
+        assert passwords.verify_password(cheap, "pw")  # and still verifies meanwhile
+        with pytest.raises(ValueError):
+            passwords.configure(time_cost=0)
+    finally:
+        passwords.configure()
+
+
+def test_login_rehashes_an_old_hash(tmp_path):
+    """A hash made with other parameters is replaced at the next successful login."""
+    import asyncio
+
+    from carteiro.audit.log import AuditLog
+    from carteiro.auth import passwords
+    from carteiro.auth.service import Authenticated, AuthService, Client, Defence
+    from carteiro.store.sqlite import SqliteStore
+
+    async def scenario() -> None:
+        store = SqliteStore(tmp_path / "db.sqlite")
+        await store.open()
+        try:
+            passwords.configure(time_cost=1, memory_kib=8192, parallelism=1)
+            old = passwords.hash_password("pw")
+            passwords.configure()
+            await store.create_account("old@example.org", old)
+            auth = AuthService(store, Defence(AuditLog(None)), failure_delay=0)
+            client = Client("imap", "127.0.0.1", None, plaintext_ok=True)
+            who = await auth.login(client, "old@example.org", "pw")
+            assert isinstance(who, Authenticated) and who.credential == "password"
+            creds = await store.credentials("old@example.org")
+            assert creds is not None
+            assert creds.account.password_hash != old
+            assert not passwords.needs_rehash(creds.account.password_hash)
+            assert creds.scram is not None  # SCRAM keys derived at the same time
+        finally:
+            await store.close()
+            passwords.configure()
+
+    asyncio.run(scenario())
