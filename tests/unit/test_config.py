@@ -253,3 +253,16 @@ def test_bad_security_tables(tmp_path, toml, fragment):
         load_settings(write(tmp_path, toml), tmp_path, {})
     assert fragment in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_readme_configuration_example_loads(tmp_path):
+    """The README's example configuration is valid: the documentation stays true."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("## Configuration", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    block = block.replace('data_dir = "/var/lib/carteiro"', f'data_dir = "{tmp_path}"')
+    for path in ("/etc/letsencrypt/live/mail.example.org/fullchain.pem",
+                 "/etc/letsencrypt/live/mail.example.org/privkey.pem"):  # fmt: skip
+        block = block.replace(path, str(tmp_path / Path(path).name))
+    s = load_settings(write(tmp_path, block), None, {})
+    assert s.defence["ip_ban_after"] == 10 and s.oauth_issuers[0]["audience"] == "carteiro"
+    assert s.expunge_retention == 604800 and s.max_concurrent_auth == 4
