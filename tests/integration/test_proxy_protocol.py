@@ -8,15 +8,19 @@ import base64
 import ipaddress
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import scramp
 
+from carteiro.audit.anomalies import AnomalyPolicy
 from carteiro.auth.guard import GuardPolicy
+from carteiro.auth.sasl import encode_scram_record, scram_credentials
 from carteiro.net.proxy_protocol import encode_v1, encode_v2
 from tests.integration.harness import OPEN, ServerThread
+from tests.integration.mbox import simple
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 
@@ -108,3 +112,78 @@ def test_malformed_or_missing_header(lb_server: ServerThread) -> None:
     assert lines(via_proxy(port, b"PROXY TCP4 1.2.3 4.5.6.7 1 2\r\n"), 1) == [
         b"* BYE Bad PROXY protocol header"
     ]
+
+
+def scram_login(port: int, header: bytes, user: str, password: str) -> tuple[socket.socket, bytes]:
+    """Logs in with SCRAM-SHA-256 (allowed without TLS) from the address in ``header``;
+    the socket after the tagged reply, and that reply."""
+    client = scramp.ScramClient(["SCRAM-SHA-256"], user, password)
+    first = base64.b64encode(client.get_client_first().encode())
+    sock = via_proxy(port, header + b"s AUTHENTICATE SCRAM-SHA-256 " + first + b"\r\n")
+    _greeting, challenge = lines(sock, 2)
+    client.set_server_first(base64.b64decode(challenge[2:]).decode())
+    sock.sendall(base64.b64encode(client.get_client_final().encode()) + b"\r\n")
+    reply = lines(sock, 1)[0]
+    if reply.startswith(b"+ "):  # server-final: verified, then an empty reply
+        client.set_server_final(base64.b64decode(reply[2:]).decode())
+        sock.sendall(b"\r\n")
+        reply = lines(sock, 1)[0]
+    return sock, reply
+
+
+def alerts(server: ServerThread, kind: str) -> list[dict[str, object]]:
+    events = [json.loads(x) for x in server.audit_path.read_text().splitlines()]
+    return [e for e in events if e["event"] == "alert" and e["kind"] == kind]
+
+
+def wait_for_alert(server: ServerThread, kind: str) -> list[dict[str, object]]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = alerts(server, kind)
+        if found:
+            return found
+        time.sleep(0.05)
+    return []
+
+
+def test_detectors_over_sockets(tmp_path: Path) -> None:
+    """New network, password spraying and a large download, each from scripted
+    sessions whose addresses come through the PROXY protocol; normal use stays quiet."""
+    policy = AnomalyPolicy(spraying_accounts=3, download_session_bytes=200_000)
+    srv = ServerThread(tmp_path, proxy_trusted=LOOPBACK, security={"anomalies": policy})
+    try:
+        port = srv.listen_proxy()
+        user = srv.new_user()
+        record = encode_scram_record(scram_credentials("secret"))
+        srv.call(srv.store.set_scram(user, record))
+        home = encode_v1(("198.51.100.20", 1000), ("192.0.2.1", 143))
+        # normal use: the first login ever, then again from the same network
+        for _ in range(3):
+            sock, reply = scram_login(port, home, user, "secret")
+            assert reply.startswith(b"s OK")
+            sock.close()
+        assert alerts(srv, "new-network") == []
+        # the account from a network never seen for it
+        away = encode_v1(("203.0.113.50", 1000), ("192.0.2.1", 143))
+        scram_login(port, away, user, "secret")[0].close()
+        found = wait_for_alert(srv, "new-network")
+        assert found and found[0]["account"] == user and found[0]["source"] == "203.0.113.50"
+        # one source failing on many accounts
+        sprayer = encode_v1(("192.0.2.200", 1000), ("192.0.2.1", 143))
+        for victim in ("a@example.org", "b@example.org", "c@example.org"):
+            sock, reply = scram_login(port, sprayer, victim, "Summer2026!")
+            assert reply.startswith(b"s NO")
+            sock.close()
+        spray = wait_for_alert(srv, "password-spraying")
+        assert spray and spray[0]["source"] == "192.0.2.200"
+        # a session downloading far more than usual
+        for i in range(5):
+            srv.deliver(user, simple(f"big {i}", "x" * 60_000))
+        sock, _ = scram_login(port, home, user, "secret")
+        sock.sendall(b"a SELECT INBOX\r\nb FETCH 1:* BODY[]\r\nc LOGOUT\r\n")
+        while sock.recv(65536):
+            pass
+        big = wait_for_alert(srv, "large-download")
+        assert big and big[0]["account"] == user
+    finally:
+        srv.stop()
