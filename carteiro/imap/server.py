@@ -474,7 +474,15 @@ class ImapConnection:
             self.session.trusted = cfg.is_trusted(self.peer)
             self.refresh_mechanisms()
         rest = data[result.consumed :]
-        if rest:
+        if self.session.tls:  # implicit TLS behind the balancer: the handshake comes now
+            assert self.server.config.tls_context is not None
+            try:
+                await self.stream.start_tls(self.server.config.tls_context, initial=rest)
+            except (ssl.SSLError, OSError, ConnectionError) as exc:
+                log.info("TLS handshake with %s failed: %s", self.peer, exc)
+                return "TLS handshake failed"
+            self.refresh_mechanisms()
+        elif rest:
             self._feed(rest)
         return None
 
@@ -710,23 +718,21 @@ class ImapServer:
         self, host: str, port: int, *, implicit_tls: bool, proxy: bool = False
     ) -> asyncio.AbstractServer:
         """``proxy``: every connection starts with a PROXY protocol header from one of
-        ``config.proxy_trusted`` (plaintext listeners only: with implicit TLS the
-        header would have to be read before the handshake)."""
+        ``config.proxy_trusted``; with implicit TLS the handshake follows the header."""
         loop = asyncio.get_running_loop()
         if implicit_tls and self.config.tls_context is None:
             raise ValueError("implicit TLS needs a TLS context")
-        if implicit_tls and proxy:
-            raise ValueError("the PROXY protocol is supported on STARTTLS listeners only")
 
         def factory() -> Stream:
             return _ServerStream(lambda s: self._accept(s, implicit_tls, proxy))
 
+        tls_by_loop = implicit_tls and not proxy  # else the session starts TLS itself
         server = await loop.create_server(
             factory,
             host,
             port,
-            ssl=self.config.tls_context if implicit_tls else None,
-            ssl_handshake_timeout=30 if implicit_tls else None,
+            ssl=self.config.tls_context if tls_by_loop else None,
+            ssl_handshake_timeout=30 if tls_by_loop else None,
             reuse_address=True,
         )
         self._servers.append(server)

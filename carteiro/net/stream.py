@@ -101,15 +101,28 @@ class Stream(asyncio.Protocol):
             finally:
                 self._drain_waiter = None
 
-    async def start_tls(self, context: ssl.SSLContext, timeout: float = 30.0) -> None:
-        """Upgrade in place. Bytes received before this call are dropped."""
+    async def start_tls(
+        self, context: ssl.SSLContext, timeout: float = 30.0, *, initial: bytes = b""
+    ) -> None:
+        """Upgrade in place. Bytes received before this call are dropped (STARTTLS:
+        RFC 9051 §6.2.1), except ``initial``: the start of the TLS handshake already
+        read with a PROXY protocol header, handed to TLS before anything else."""
         assert self.transport is not None
         self._chunks.clear()
         self._buffered = 0
         loop = asyncio.get_running_loop()
-        new = await loop.start_tls(
-            self.transport, self, context, server_side=True, ssl_handshake_timeout=timeout
+        handshake = loop.create_task(
+            loop.start_tls(
+                self.transport, self, context, server_side=True, ssl_handshake_timeout=timeout
+            )
         )
+        if initial:
+            # start_tls installs its TLS protocol and schedules its connection_made and
+            # resume_reading without awaiting; once it has run, a callback queued now
+            # runs after those and before any further socket data is delivered
+            await asyncio.sleep(0)
+            loop.call_soon(self._feed_tls, initial)
+        new = await handshake
         if new is None:
             raise ConnectionError("TLS handshake failed")
         self.transport = new
@@ -119,6 +132,21 @@ class Stream(asyncio.Protocol):
         return (
             self.transport is not None and self.transport.get_extra_info("sslcontext") is not None
         )
+
+    def _feed_tls(self, data: bytes) -> None:
+        assert self.transport is not None
+        proto = self.transport.get_protocol()
+        view = memoryview(data)
+        while view:
+            if isinstance(proto, asyncio.BufferedProtocol):
+                buf = memoryview(proto.get_buffer(len(view)))
+                n = min(len(buf), len(view))
+                buf[:n] = view[:n]
+                proto.buffer_updated(n)
+            else:
+                n = len(view)
+                proto.data_received(bytes(view))  # type: ignore[attr-defined]
+            view = view[n:]
 
     @property
     def tls_version(self) -> str | None:

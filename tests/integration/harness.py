@@ -59,9 +59,9 @@ class ServerThread:
         self.tls_port = self._listen(implicit_tls=True)
         self._hash = hash_password("secret")
 
-    def listen_proxy(self) -> int:
-        """A plaintext listener behind a (pretend) load balancer: PROXY header first."""
-        return self._listen(implicit_tls=False, proxy=True)
+    def listen_proxy(self, implicit_tls: bool = False) -> int:
+        """A listener behind a (pretend) load balancer: PROXY header first."""
+        return self._listen(implicit_tls=implicit_tls, proxy=True)
 
     def _listen(self, implicit_tls: bool, proxy: bool = False) -> int:
         srv = self.call(self.server.listen("127.0.0.1", 0, implicit_tls=implicit_tls, proxy=proxy))

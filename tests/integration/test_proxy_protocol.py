@@ -8,6 +8,7 @@ import base64
 import ipaddress
 import json
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,3 +188,80 @@ def test_detectors_over_sockets(tmp_path: Path) -> None:
         assert big and big[0]["account"] == user
     finally:
         srv.stop()
+
+
+class MemoryTLS:
+    """A TLS client over a raw socket with memory BIOs, so that the PROXY header and the
+    ClientHello can leave in one segment, as a load balancer may send them."""
+
+    def __init__(self, sock: socket.socket, ctx: ssl.SSLContext) -> None:
+        self.sock = sock
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.incoming, self.outgoing, server_hostname="localhost")
+
+    def client_hello(self) -> bytes:
+        with pytest.raises(ssl.SSLWantReadError):
+            self.obj.do_handshake()
+        return self.outgoing.read()
+
+    def _pump(self) -> None:
+        out = self.outgoing.read()
+        if out:
+            self.sock.sendall(out)
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError
+        self.incoming.write(data)
+
+    def finish_handshake(self) -> None:
+        while True:
+            try:
+                self.obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._pump()
+        out = self.outgoing.read()
+        if out:
+            self.sock.sendall(out)
+
+    def send(self, data: bytes) -> None:
+        self.obj.write(data)
+        self.sock.sendall(self.outgoing.read())
+
+    def readline(self) -> bytes:
+        buf = b""
+        while not buf.endswith(b"\r\n"):
+            try:
+                buf += self.obj.read(1)
+            except ssl.SSLWantReadError:
+                self._pump()
+        return buf
+
+
+def test_implicit_tls_behind_a_balancer(lb_server: ServerThread) -> None:
+    """Port 993 behind a balancer: the PROXY header, then the TLS handshake, even when
+    both arrive in the same segment."""
+    port = lb_server.listen_proxy(implicit_tls=True)
+    user = lb_server.new_user()
+    ctx = ssl.create_default_context(cafile=str(lb_server.cert))
+    ctx.check_hostname = False
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    OPEN.append(sock)
+    tls = MemoryTLS(sock, ctx)
+    header = encode_v2(("198.51.100.99", 4444), ("192.0.2.1", 993))
+    sock.sendall(header + tls.client_hello())  # one segment
+    tls.finish_handshake()
+    greeting = tls.readline()
+    assert greeting.startswith(b"* OK [CAPABILITY") and b"AUTH=PLAIN" in greeting
+    tls.send(f"a LOGIN {user} secret\r\n".encode())
+    assert tls.readline().startswith(b"a OK")
+    events = [json.loads(x) for x in lb_server.audit_path.read_text().splitlines()]
+    success = [e for e in events if e["event"] == "auth.success" and e["account"] == user]
+    assert success[-1]["source"] == "198.51.100.99" and success[-1]["tls"] == "TLSv1.3"
+    # and with an ordinary client that sends the header first, then the handshake
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    OPEN.append(raw)
+    raw.sendall(encode_v1(("198.51.100.98", 1), ("192.0.2.1", 993)))
+    wrapped = ctx.wrap_socket(raw, server_hostname="localhost")
+    OPEN.append(wrapped)
+    assert wrapped.recv(65536).startswith(b"* OK [CAPABILITY")
