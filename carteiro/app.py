@@ -104,9 +104,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
                 continue
             host, port = listen
             try:
-                srv = await server.listen(
-                    host, port, implicit_tls=implicit, proxy=settings.imap_proxy and not implicit
-                )
+                proxy = settings.imaps_proxy if implicit else settings.imap_proxy
+                srv = await server.listen(host, port, implicit_tls=implicit, proxy=proxy)
             except OSError as exc:
                 what = "imaps" if implicit else "imap"
                 if exc.errno == errno.EADDRINUSE:

@@ -96,6 +96,7 @@ class Settings:
     #: seconds expunged messages stay recoverable (``carteiro restore-expunged``); 0: off
     expunge_retention: float = 7 * 86400.0
     imap_proxy: bool = False
+    imaps_proxy: bool = False
     proxy_trusted: tuple[IPNetwork, ...] = ()
 
     @property
@@ -179,6 +180,7 @@ _KEYS = frozenset(
         "max_connections_per_account",
         "max_concurrent_auth",
         "imap_proxy",
+        "imaps_proxy",
         "proxy_trusted",
         "expunge_retention",
         "argon2_time_cost",
@@ -310,19 +312,21 @@ def load_settings(
                 f"expunge_retention: expected seconds (0 turns it off), got {value!r}."
             )
         values["expunge_retention"] = float(value)
-    if "imap_proxy" in raw:
-        if not isinstance(raw["imap_proxy"], bool):
-            raise ConfigError("imap_proxy must be true or false.")
-        values["imap_proxy"] = raw["imap_proxy"]
+    for key in ("imap_proxy", "imaps_proxy"):
+        if key in raw:
+            if not isinstance(raw[key], bool):
+                raise ConfigError(f"{key} must be true or false.")
+            values[key] = raw[key]
     if "proxy_trusted" in raw:
         values["proxy_trusted"] = _networks(raw["proxy_trusted"])
     values["config_dir"] = base
 
     settings = Settings(**values)
     _check_tables(settings)
-    if settings.imap_proxy and not settings.proxy_trusted:
+    if (settings.imap_proxy or settings.imaps_proxy) and not settings.proxy_trusted:
         raise ConfigError(
-            "imap_proxy is on but proxy_trusted is empty; list the load balancers' addresses."
+            "the PROXY protocol is on but proxy_trusted is empty; "
+            "list the load balancers' addresses."
         )
     if settings.max_command < settings.max_line:
         raise ConfigError(
