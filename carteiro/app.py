@@ -41,7 +41,7 @@ class StartupError(Exception):
 
 def channel_bindings(cert: Path) -> tuple[tuple[str, bytes], ...]:
     """RFC 5929 tls-server-end-point of the server certificate, for SCRAM-SHA-256-PLUS
-    (Python's ssl module cannot export keying material, so no tls-exporter)."""
+    (the per-connection tls-exporter comes from :mod:`carteiro.net.tls_exporter`)."""
     try:
         der = x509.load_pem_x509_certificate(cert.read_bytes()).public_bytes(Encoding.DER)
         return (("tls-server-end-point", tls_server_end_point(der)),)

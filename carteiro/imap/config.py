@@ -31,8 +31,9 @@ class ImapConfig:
     #: RFC 9585 INPROGRESS: a command running longer than this reports its progress,
     #: then again after each further interval
     progress_interval: float = 1.0
-    #: TLS channel-binding data for SCRAM-SHA-256-PLUS (RFC 5929 tls-server-end-point
-    #: of the server certificate); empty: -PLUS is not offered
+    #: TLS channel-binding data for SCRAM-SHA-256-PLUS that does not depend on the
+    #: connection (RFC 5929 tls-server-end-point of the certificate); tls-exporter is
+    #: added per connection
     channel_bindings: tuple[tuple[str, bytes], ...] = ()
     #: PROXY protocol (v1/v2) senders: load balancers whose header is believed
     proxy_trusted: tuple[Network, ...] = ()

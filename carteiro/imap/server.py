@@ -48,6 +48,7 @@ from carteiro.imap.uidonly import uses_sequence_numbers
 from carteiro.net.limits import ConnectionLimiter, Lease
 from carteiro.net.proxy_protocol import Invalid, Parsed, is_trusted, parse_proxy_header
 from carteiro.net.stream import Stream
+from carteiro.net.tls_exporter import tls_exporter
 from carteiro.store import errors as se
 from carteiro.store.interface import Changes, Store
 
@@ -121,12 +122,18 @@ class ImapConnection:
         return self.server.auth
 
     def client(self) -> Client:
+        bindings: dict[str, bytes] = {}
+        if self.session.tls:
+            bindings.update(self.server.config.channel_bindings)
+            exporter = tls_exporter(self.stream.ssl_object)
+            if exporter is not None:
+                bindings["tls-exporter"] = exporter
         return Client(
             protocol="imap",
             address=self.peer,
             tls=self.stream.tls_version,
             plaintext_ok=self.session.plaintext_auth_ok,
-            channel_bindings=dict(self.server.config.channel_bindings) if self.session.tls else {},
+            channel_bindings=bindings,
             client_id=self.session.client_id,
         )
 

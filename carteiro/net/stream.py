@@ -149,6 +149,13 @@ class Stream(asyncio.Protocol):
             view = view[n:]
 
     @property
+    def ssl_object(self) -> ssl.SSLObject | None:
+        if self.transport is None:
+            return None
+        obj = self.transport.get_extra_info("ssl_object")
+        return obj if isinstance(obj, ssl.SSLObject) else None
+
+    @property
     def tls_version(self) -> str | None:
         """The negotiated protocol (``"TLSv1.3"``), None on a cleartext link."""
         if self.transport is None:
