@@ -453,3 +453,61 @@ def test_connection_limit_per_account(tmp_path: Path) -> None:
         second.logout()
     finally:
         srv.stop()
+
+
+def test_global_deny_and_allow_lists(tmp_path: Path) -> None:
+    import ipaddress
+
+    loopback = (ipaddress.ip_network("127.0.0.0/8"),)
+    denied = ServerThread(tmp_path / "deny", security={"guard": GuardPolicy(deny=loopback)})
+    try:
+        assert RawClient(denied.port).greeting.startswith(b"* BYE ")
+    finally:
+        denied.stop()
+    only_lan = (ipaddress.ip_network("10.0.0.0/8"),)
+    allowed = ServerThread(tmp_path / "allow", security={"guard": GuardPolicy(allow=only_lan)})
+    try:
+        assert RawClient(allowed.port).greeting.startswith(b"* BYE ")
+    finally:
+        allowed.stop()
+
+
+def test_alerts_reach_a_webhook(tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    received: list[dict[str, object]] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(json.loads(body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{hook.server_address[1]}/alerts"
+    srv = ServerThread(
+        tmp_path,
+        security={
+            "anomalies": AnomalyPolicy(guessing_failures=2),
+            "alerts": AlertSettings(webhook_url=url, mail_owner=False),
+        },
+    )
+    try:
+        user = srv.new_user()
+        for _ in range(2):
+            assert not login_ok(srv, user, "guess")
+        deadline = time.monotonic() + 10
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert received and received[0]["kind"] == "targeted-guessing"
+        assert received[0]["account"] == user
+    finally:
+        srv.stop()
+        hook.shutdown()
+        hook.server_close()
