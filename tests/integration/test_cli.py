@@ -435,8 +435,12 @@ def test_serve(data):
         cafile = data / "tls" / "cert.pem"
         tls = ssl.create_default_context(cafile=str(cafile))
         assert greeting(imaps, tls, proc).startswith(b"* OK")
+        # SIGHUP reloads the certificate (a renewal) and the server carries on
+        proc.send_signal(signal.SIGHUP)
+        assert greeting(imaps, tls, proc).startswith(b"* OK")
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert str(data / "tls" / "cert.pem") in err.decode()
+    assert "TLS certificate reloaded" in err.decode()

@@ -158,6 +158,9 @@ def test_restore_expunged_after_a_mass_deletion(tmp_path: Path) -> None:
         conn.logout()
     finally:
         server.stop()
+    activity = run("user", "activity", user, "--data-dir", data).stdout.splitlines()
+    assert len(activity) == 1 and "ok" in activity[0]
+    assert "127.0.0.1" in activity[0] and "imap LOGIN password" in activity[0]
     dry = run("restore-expunged", user, "--since", "1h", "--dry-run", "--data-dir", data)
     assert dry.stdout.strip() == "would restore 5 messages into INBOX", dry
     done = run("restore-expunged", user, "--since", "1h", "--data-dir", data)
