@@ -232,10 +232,16 @@ class ServerProcess:
         ServerProcess.started += 1
         self.log_path = data_dir.parent / f"server-{ServerProcess.started}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115
+        # one account opens a thousand sessions here: lift the per-account connection
+        # limit (50 by default); everything else is the shipped configuration
+        config = data_dir.parent / "bench.toml"
+        config.write_text("max_connections_per_account = 0\n")
         self.proc = subprocess.Popen(
             [
                 CARTEIRO,
                 "serve",
+                "--config",
+                str(config),
                 "--data-dir",
                 str(data_dir),
                 "--imap",

@@ -80,6 +80,7 @@ class Authenticated:
     mechanism: str
     credential: str  # "password", "app-password" or "oauth"
     app_password: str | None = None
+    app_password_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +255,7 @@ class AuthService:
                     problem = self._app_password_problem(app, client)
                     if problem is not None:
                         return problem
-                    return Authenticated(creds.account, mechanism, "app-password", app.name)
+                    return Authenticated(creds.account, mechanism, "app-password", app.name, app.id)
             stored = creds.account.password_hash if creds is not None else None
             good = await verify_password_async(stored, password)
         if creds is None or not good:
@@ -342,14 +343,9 @@ class AuthService:
             app_password=who.app_password,
         )
         credential = who.credential
-        if who.app_password is not None:
+        if who.app_password_id is not None:
             credential = f"app-password:{who.app_password}"
-            creds = await self.store.credentials(who.account.address)
-            app = next(
-                (a for a in creds.app_passwords if a.name == who.app_password), None
-            ) if creds else None  # fmt: skip
-            if app is not None:
-                await self.store.app_password_used(app.id, now, client.address)
+            await self.store.app_password_used(who.app_password_id, now, client.address)
         await self._history(client, who.account.address, who.mechanism, credential, True)
         if d.detectors is not None:
             try:
