@@ -27,6 +27,7 @@ from carteiro.net.tls import (
     reload_certificate,
     server_context,
 )
+from carteiro.pop3.server import Pop3Config, Pop3Server
 from carteiro.store.errors import StoreUnavailable
 from carteiro.store.sqlite import SqliteStore
 
@@ -97,17 +98,31 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         await store.close()
         raise StartupError(f"{exc}. Check --data-dir and the file's permissions") from None
     bindings = channel_bindings(files.cert)
-    server = ImapServer(store, imap_config(settings, tls, bindings), runtime.auth)
+    imap_cfg = imap_config(settings, tls, bindings)
+    server = ImapServer(store, imap_cfg, runtime.auth)
+    pop3 = Pop3Server(
+        store,
+        Pop3Config(tls_context=tls, is_trusted=imap_cfg.is_trusted, channel_bindings=bindings),
+        runtime.auth,
+    )
     try:
-        for listen, implicit in ((settings.imap, False), (settings.imaps, True)):
+        listeners = (
+            ("imap", settings.imap, False),
+            ("imaps", settings.imaps, True),
+            ("pop3", settings.pop3, False),
+            ("pop3s", settings.pop3s, True),
+        )
+        for what, listen, implicit in listeners:
             if listen is None:
                 continue
             host, port = listen
             try:
-                proxy = settings.imaps_proxy if implicit else settings.imap_proxy
-                srv = await server.listen(host, port, implicit_tls=implicit, proxy=proxy)
+                if what.startswith("pop3"):
+                    srv = await pop3.listen(host, port, implicit_tls=implicit)
+                else:
+                    proxy = settings.imaps_proxy if implicit else settings.imap_proxy
+                    srv = await server.listen(host, port, implicit_tls=implicit, proxy=proxy)
             except OSError as exc:
-                what = "imaps" if implicit else "imap"
                 if exc.errno == errno.EADDRINUSE:
                     raise StartupError(
                         f"cannot listen on {format_listen(listen)}: the port is already in use. "
@@ -123,7 +138,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
                 ) from None
             for sock in srv.sockets if isinstance(srv, asyncio.Server) else ():
                 name = sock.getsockname()
-                kind = "IMAP with implicit TLS" if implicit else "IMAP with STARTTLS"
+                proto = "POP3" if what.startswith("pop3") else "IMAP"
+                kind = f"{proto} with implicit TLS" if implicit else f"{proto} with STARTTLS"
                 print(f"carteiro: listening on {name[0]}:{name[1]} ({kind})", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -137,6 +153,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         await stop.wait()
         print("carteiro: shutting down", flush=True)
         watcher.cancel()
+        await pop3.shutdown()
         await server.shutdown()
     finally:
         if monitor is not None:

@@ -54,6 +54,9 @@ class Settings:
     imap: Listen | None = ("0.0.0.0", 143)  # noqa: S104 - listening everywhere is the point
     #: implicit-TLS IMAP listener; None when off
     imaps: Listen | None = ("0.0.0.0", 993)  # noqa: S104
+    #: POP3 listeners (RFC 1939): off unless configured, e.g. ("0.0.0.0", 110) / 995
+    pop3: Listen | None = None
+    pop3s: Listen | None = None
     #: both None: a self-signed certificate is generated under ``data_dir/tls``
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -161,6 +164,8 @@ _KEYS = frozenset(
         "hostname",
         "imap",
         "imaps",
+        "pop3",
+        "pop3s",
         "tls_cert",
         "tls_key",
         "trusted_networks",
@@ -236,7 +241,7 @@ def load_settings(
                 'use the name clients connect to, e.g. hostname = "mail.example.org".'
             )
         values["hostname"] = hostname.lower()
-    for key in ("imap", "imaps"):
+    for key in ("imap", "imaps", "pop3", "pop3s"):
         if key in raw:
             values[key] = parse_listen(_str(raw[key], key), key)
     for key in ("tls_cert", "tls_key"):

@@ -101,19 +101,27 @@ def cli() -> None:
 @cli.command(context_settings=CONTEXT)
 @click.option("--imap", metavar="HOST:PORT|off", help="IMAP listener with STARTTLS [0.0.0.0:143].")
 @click.option("--imaps", metavar="HOST:PORT|off", help="Implicit-TLS IMAP listener [0.0.0.0:993].")
+@click.option("--pop3", metavar="HOST:PORT|off", help="POP3 listener with STLS [off].")
+@click.option("--pop3s", metavar="HOST:PORT|off", help="Implicit-TLS POP3 listener [off].")
 @click.option("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR [INFO].")
 @common_options
 def serve(
     imap: str | None,
     imaps: str | None,
+    pop3: str | None,
+    pop3s: str | None,
     log_level: str | None,
     data_dir: Path | None,
     config: Path | None,
 ) -> None:
     """Run the server until SIGTERM or SIGINT."""
-    settings = load(data_dir, config, {"imap": imap, "imaps": imaps, "log_level": log_level})
-    if settings.imap is None and settings.imaps is None:
-        fail("both listeners are off; enable --imap or --imaps", EXIT_USAGE)
+    settings = load(
+        data_dir,
+        config,
+        {"imap": imap, "imaps": imaps, "pop3": pop3, "pop3s": pop3s, "log_level": log_level},
+    )
+    if all(x is None for x in (settings.imap, settings.imaps, settings.pop3, settings.pop3s)):
+        fail("every listener is off; enable --imap, --imaps, --pop3 or --pop3s", EXIT_USAGE)
     prepare_data_dir(settings)
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

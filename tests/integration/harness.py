@@ -22,6 +22,7 @@ from carteiro.delivery import deliver
 from carteiro.imap.config import ImapConfig
 from carteiro.imap.server import ImapServer
 from carteiro.net.tls import ensure_certificate, server_context
+from carteiro.pop3.server import Pop3Config, Pop3Server
 from carteiro.store.sqlite import SqliteStore
 
 T = TypeVar("T")
@@ -55,9 +56,24 @@ class ServerThread:
         self.security = self.call(start_security(self.store, SecurityOptions(data_dir, **options)))
         self.audit_path = data_dir / "audit.jsonl"
         self.server = ImapServer(self.store, self.config, self.security.auth)
+        self.pop3 = Pop3Server(
+            self.store,
+            Pop3Config(
+                tls_context=self.tls,
+                is_trusted=self.config.is_trusted,
+                channel_bindings=self.config.channel_bindings,
+            ),
+            self.security.auth,
+        )
         self.port = self._listen(implicit_tls=False)
         self.tls_port = self._listen(implicit_tls=True)
+        self.pop3_port = self._listen_pop3(implicit_tls=False)
+        self.pop3s_port = self._listen_pop3(implicit_tls=True)
         self._hash = hash_password("secret")
+
+    def _listen_pop3(self, implicit_tls: bool) -> int:
+        srv = self.call(self.pop3.listen("127.0.0.1", 0, implicit_tls=implicit_tls))
+        return int(srv.sockets[0].getsockname()[1])
 
     def listen_proxy(self, implicit_tls: bool = False) -> int:
         """A listener behind a (pretend) load balancer: PROXY header first."""
@@ -106,6 +122,7 @@ class ServerThread:
 
     def stop(self) -> None:
         try:
+            self.call(self.pop3.shutdown(grace=2))
             self.call(self.server.shutdown(grace=2))
             self.call(self.security.close())
             self.call(self.store.close())

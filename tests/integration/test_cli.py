@@ -213,7 +213,7 @@ def test_bad_listener_option(tmp_path):
     r = run("serve", "--imap", "1143", "--data-dir", tmp_path)
     assert_one_line_error(r, 1, "imap:", "HOST:PORT")
     r = run("serve", "--imap", "off", "--imaps", "off", "--data-dir", tmp_path)
-    assert_one_line_error(r, 2, "both listeners are off")
+    assert_one_line_error(r, 2, "every listener is off")
 
 
 def test_data_dir_not_usable(tmp_path):

@@ -1,0 +1,491 @@
+"""POP3 server (RFC 1939) on the IMAP store: the maildrop is the account's INBOX.
+
+* UIDL is ``<UIDVALIDITY>.<UID>``: stable forever for a message, the same in every
+  session and after restarts.
+* The maildrop is fixed at login: mail delivered meanwhile appears in the next session.
+* DELE only marks; the messages are expunged at QUIT (the UPDATE state), so an IMAP
+  session with INBOX selected sees ordinary expunges, and a dropped connection deletes
+  nothing.
+* One POP3 session per maildrop (``-ERR [IN-USE]``, RFC 2449 §8.1.2); IMAP sessions on
+  the same account are unaffected.
+* Authentication is :class:`carteiro.auth.service.AuthService`, as for IMAP: the same
+  mechanisms, throttling, bans, app passwords (with ``--protocols pop3``) and audit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+import secrets
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from carteiro.auth.service import Authenticated, AuthService, Client, Refused
+from carteiro.net.limits import Lease
+from carteiro.net.stream import Stream
+from carteiro.net.tls_exporter import tls_exporter
+from carteiro.pop3 import protocol as p
+from carteiro.store import errors as se
+from carteiro.store.interface import MessageRecord, Store
+
+__all__ = ["Pop3Config", "Pop3Server"]
+
+log = logging.getLogger("carteiro.pop3")
+
+
+@dataclass(frozen=True)
+class Pop3Config:
+    tls_context: ssl.SSLContext | None = None
+    is_trusted: Callable[[str], bool] = field(default=lambda _addr: False)
+    #: RFC 1939 §3: at least 10 minutes of inactivity before the autologout
+    idle_timeout: float = 600.0
+    channel_bindings: tuple[tuple[str, bytes], ...] = ()
+
+
+class _Gone(Exception):
+    """The client went away or timed out."""
+
+
+class Pop3Session:
+    def __init__(self, server: Pop3Server, stream: Stream, implicit_tls: bool) -> None:
+        self.server = server
+        self.stream = stream
+        self.tls = implicit_tls
+        peer = stream.peer()
+        self.peer = peer[0] if peer else "unknown"
+        self.reader = p.LineReader()
+        self.lines: list[bytes | p.LineTooLong] = []
+        self.out: list[bytes] = []
+        self.user: str | None = None  # USER given, PASS awaited
+        self.account_id: int | None = None
+        self.account: str | None = None
+        self.mailbox_id = 0
+        self.uidvalidity = 0
+        self.drop: list[MessageRecord] = []
+        self.deleted: set[int] = set()  # message numbers (1-based)
+        self.lease: Lease | None = None
+        self.session_id = secrets.token_hex(6)
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    # --- I/O ---------------------------------------------------------------------------
+    @property
+    def trusted(self) -> bool:
+        return self.server.config.is_trusted(self.peer)
+
+    def client(self) -> Client:
+        bindings: dict[str, bytes] = {}
+        if self.tls:
+            bindings.update(self.server.config.channel_bindings)
+            exporter = tls_exporter(self.stream.ssl_object)
+            if exporter is not None:
+                bindings["tls-exporter"] = exporter
+        return Client(
+            protocol="pop3",
+            address=self.peer,
+            tls=self.stream.tls_version,
+            plaintext_ok=self.tls or self.trusted,
+            channel_bindings=bindings,
+        )
+
+    def send(self, data: bytes) -> None:
+        self.out.append(data)
+
+    async def flush(self) -> None:
+        if self.out:
+            data = b"".join(self.out)
+            self.out.clear()
+            self.bytes_out += len(data)
+            self.stream.write(data)
+        try:
+            await self.stream.drain(timeout=self.server.config.idle_timeout)
+        except TimeoutError:
+            raise _Gone from None
+
+    async def next_line(self) -> bytes | p.LineTooLong:
+        while not self.lines:
+            try:
+                data = await asyncio.wait_for(self.stream.read(), self.server.config.idle_timeout)
+            except TimeoutError:
+                self.send(p.err("Autologout: idle for too long"))
+                raise _Gone from None
+            if not data:
+                raise _Gone
+            self.bytes_in += len(data)
+            self.lines.extend(self.reader.feed(data))
+        return self.lines.pop(0)
+
+    # --- main loop ---------------------------------------------------------------------
+    async def run(self) -> None:
+        auth = self.server.auth
+        refusal = self._admit()
+        if refusal is not None:
+            self.send(p.err(refusal, "SYS/TEMP"))
+            with contextlib.suppress(Exception):
+                await self.flush()
+            self.stream.close()
+            return
+        started = time.monotonic()
+        auth.defence.audit.session_start(
+            protocol="pop3", session=self.session_id, source=self.peer, tls=self.stream.tls_version
+        )
+        try:
+            self.send(p.ok("Carteiro POP3 ready"))
+            await self.flush()
+            while True:
+                line = await self.next_line()
+                if isinstance(line, p.LineTooLong):
+                    self.send(p.err("Line too long (255 octets at most)"))
+                else:
+                    done = await self.handle(line)
+                    if done:
+                        await self.flush()
+                        return
+                if not self.lines:  # PIPELINING: one write for a batch of commands
+                    await self.flush()
+        except (_Gone, ConnectionError):
+            pass
+        except Exception:
+            log.exception("POP3 session with %s failed", self.peer)
+            self.send(p.err("Internal server error", "SYS/TEMP"))
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.flush(), 5)
+            self.stream.close()
+            if self.account_id is not None:
+                self.server.release(self.account_id)
+            if self.lease is not None:
+                auth.defence.limiter.release(self.lease)
+            auth.defence.audit.session_end(
+                protocol="pop3",
+                session=self.session_id,
+                account=self.account,
+                source=self.peer,
+                bytes_in=self.bytes_in,
+                bytes_out=self.bytes_out,
+                duration=time.monotonic() - started,
+            )
+
+    def _admit(self) -> str | None:
+        defence = self.server.auth.defence
+        try:
+            if defence.guard is not None:
+                refusal = defence.guard.check_connection(self.peer)
+                if refusal is not None:
+                    return refusal.reason
+            self.lease = defence.limiter.open(self.peer)
+        except ValueError:
+            return None
+        return None if self.lease is not None else "Too many connections from your address"
+
+    async def handle(self, line: bytes) -> bool:
+        """One command; True when the session is over."""
+        try:
+            cmd = p.parse(line)
+        except p.ParseError as exc:
+            self.send(p.err(str(exc)))
+            return False
+        if self.account_id is None:
+            return await self._authorization(cmd)
+        return await self._transaction(cmd)
+
+    # --- AUTHORIZATION state -----------------------------------------------------------
+    def capabilities(self) -> list[str]:
+        caps = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
+        caps += ["EXPIRE NEVER", "LOGIN-DELAY 0", "IMPLEMENTATION Carteiro"]
+        client = self.client()
+        if self.account_id is None:
+            if client.plaintext_ok:
+                caps.append("USER")
+            caps.append("SASL " + " ".join(self.server.auth.mechanisms(client)))
+            if not self.tls and self.server.config.tls_context is not None:
+                caps.append("STLS")
+        return caps
+
+    async def _authorization(self, cmd: p.Command) -> bool:
+        name = cmd.name
+        if name == "CAPA":
+            self.send(
+                p.multiline(
+                    p.ok("Capability list follows"), "\r\n".join(self.capabilities()).encode()
+                )
+            )
+        elif name == "QUIT":
+            self.send(p.ok("Bye"))
+            return True
+        elif name == "NOOP":
+            self.send(p.ok())
+        elif name == "STLS":
+            await self._stls()
+        elif name == "USER":
+            if not self.client().plaintext_ok:
+                self.send(p.err("Plaintext authentication needs TLS: use STLS", "AUTH"))
+            else:
+                self.user = cmd.args[0]
+                self.send(p.ok("Send PASS"))
+        elif name == "PASS":
+            if self.user is None:
+                self.send(p.err("USER first"))
+            else:
+                user, self.user = self.user, None
+                await self._login(await self.server.auth.login(self.client(), user, cmd.args[0]))
+        elif name == "AUTH":
+            await self._auth(cmd)
+        else:
+            self.send(p.err("Log in first"))
+        return False
+
+    async def _stls(self) -> None:
+        ctx = self.server.config.tls_context
+        if self.tls or ctx is None:
+            self.send(p.err("TLS is already active" if self.tls else "TLS is not configured"))
+            return
+        self.send(p.ok("Begin TLS negotiation"))
+        await self.flush()
+        self.reader = p.LineReader()  # nothing sent before the handshake is kept
+        self.lines.clear()
+        try:
+            await self.stream.start_tls(ctx)
+        except (ssl.SSLError, OSError, ConnectionError) as exc:
+            log.info("POP3 TLS handshake with %s failed: %s", self.peer, exc)
+            raise _Gone from exc
+        self.tls = True
+
+    async def _auth(self, cmd: p.Command) -> None:
+        if not cmd.args:  # an old listing form, as clients probe it
+            mechs = self.server.auth.mechanisms(self.client())
+            self.send(p.multiline(p.ok("Mechanisms follow"), "\r\n".join(mechs).encode()))
+            return
+        initial: bytes | None = None
+        if len(cmd.args) == 2:
+            if cmd.args[1] == "=":
+                initial = b""
+            else:
+                try:
+                    initial = base64.b64decode(cmd.args[1], validate=True)
+                except (binascii.Error, ValueError):
+                    self.send(p.err("Invalid base64 initial response"))
+                    return
+        session = self
+
+        class Exchange:
+            async def challenge(self, data: bytes) -> bytes | None:
+                session.send(b"+ " + base64.b64encode(data) + b"\r\n")
+                await session.flush()
+                line = await session.next_line()
+                if isinstance(line, p.LineTooLong) or line.strip() == b"*":
+                    return None
+                try:
+                    return base64.b64decode(line.strip(), validate=True)
+                except (binascii.Error, ValueError):
+                    return None
+
+        outcome = await self.server.auth.authenticate(
+            self.client(), cmd.args[0], initial, Exchange()
+        )
+        await self._login(outcome)
+
+    async def _login(self, outcome: Authenticated | Refused) -> None:
+        if isinstance(outcome, Refused):
+            self.send(p.err(outcome.text, "AUTH"))  # RFC 3206: a credentials problem
+            if outcome.banned:
+                raise _Gone
+            return
+        account = outcome.account
+        defence = self.server.auth.defence
+        if self.lease is not None and not defence.limiter.bind_account(self.lease, account.address):
+            self.send(p.err("Too many sessions for this account", "SYS/TEMP"))
+            return
+        if not self.server.lock(account.id):
+            self.send(p.err("Another POP3 session is using this maildrop", "IN-USE"))
+            return
+        try:
+            inbox = await self.server.store.get_mailbox(account.id, "INBOX")
+            if inbox is None:
+                raise se.NotFound("no INBOX")
+            uids = await self.server.store.uids(inbox.id)
+            self.drop = await self.server.store.records(inbox.id, uids) if uids else []
+        except se.StoreError:
+            self.server.release(account.id)
+            self.send(p.err("The maildrop cannot be opened", "SYS/TEMP"))
+            return
+        self.account_id, self.account = account.id, account.address
+        self.mailbox_id, self.uidvalidity = inbox.id, inbox.uidvalidity
+        self.send(p.ok(f"{len(self.drop)} messages"))
+
+    # --- TRANSACTION state -------------------------------------------------------------
+    def _message(self, arg: str) -> int | None:
+        """A message number that exists and is not deleted, else None (error sent)."""
+        if not arg.isdigit() or not 1 <= int(arg) <= len(self.drop):
+            self.send(p.err("No such message"))
+            return None
+        n = int(arg)
+        if n in self.deleted:
+            self.send(p.err("Message already deleted"))
+            return None
+        return n
+
+    def _uidl(self, n: int) -> str:
+        return f"{self.uidvalidity}.{self.drop[n - 1].uid}"
+
+    async def _transaction(self, cmd: p.Command) -> bool:
+        name = cmd.name
+        live = [n for n in range(1, len(self.drop) + 1) if n not in self.deleted]
+        if name == "STAT":
+            size = sum(self.drop[n - 1].size for n in live)
+            self.send(p.ok(f"{len(live)} {size}"))
+        elif name in ("LIST", "UIDL"):
+
+            def item(n: int) -> str:
+                return f"{n} {self.drop[n - 1].size if name == 'LIST' else self._uidl(n)}"
+
+            if cmd.args:
+                n = self._message(cmd.args[0])
+                if n is not None:
+                    self.send(p.ok(item(n)))
+            else:
+                body = "".join(item(n) + "\r\n" for n in live).encode()
+                self.send(p.multiline(p.ok(f"{len(live)} messages"), body))
+        elif name in ("RETR", "TOP"):
+            n = self._message(cmd.args[0])
+            if n is None:
+                return False
+            lines = None
+            if name == "TOP":
+                if not cmd.args[1].isdigit():
+                    self.send(p.err("TOP needs a number of lines"))
+                    return False
+                lines = int(cmd.args[1])
+            await self._retrieve(n, lines)
+        elif name == "DELE":
+            n = self._message(cmd.args[0])
+            if n is not None:
+                self.deleted.add(n)
+                self.send(p.ok(f"Message {n} deleted"))
+        elif name == "RSET":
+            self.deleted.clear()
+            self.send(p.ok(f"{len(self.drop)} messages"))
+        elif name == "NOOP":
+            self.send(p.ok())
+        elif name == "CAPA":
+            self.send(
+                p.multiline(
+                    p.ok("Capability list follows"), "\r\n".join(self.capabilities()).encode()
+                )
+            )
+        elif name == "QUIT":
+            await self._update()
+            return True
+        else:
+            self.send(p.err("Not in the TRANSACTION state"))
+        return False
+
+    async def _retrieve(self, n: int, lines: int | None) -> None:
+        rec = self.drop[n - 1]
+        try:
+            raw = await self.server.store.read_blob(rec.blob_id)
+        except se.StoreError:
+            self.send(p.err("The message cannot be read", "SYS/TEMP"))
+            return
+        if lines is not None:
+            raw = _top(raw, lines)
+        else:
+            with contextlib.suppress(se.StoreError):  # read mail shows as read in IMAP
+                await self.server.store.store_flags(
+                    self.mailbox_id, [rec.uid], "+", frozenset({"\\Seen"})
+                )
+        self.send(p.multiline(p.ok(f"{rec.size} octets"), raw))
+
+    async def _update(self) -> None:
+        """RFC 1939 §6: the UPDATE state, entered by QUIT only."""
+        if self.deleted:
+            uids = [self.drop[n - 1].uid for n in sorted(self.deleted)]
+            store = self.server.store
+            try:
+                await store.store_flags(self.mailbox_id, uids, "+", frozenset({"\\Deleted"}))
+                await store.expunge(self.mailbox_id, uids)
+            except se.StoreError:
+                self.send(p.err("Some deleted messages were not removed", "SYS/TEMP"))
+                return
+        self.send(p.ok(f"Bye, {len(self.deleted)} messages deleted"))
+
+
+def _top(raw: bytes, lines: int) -> bytes:
+    """The header, the blank line and the first ``lines`` lines of the body (§7 TOP)."""
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        at = raw.find(sep)
+        if at >= 0:
+            head, body = raw[: at + len(sep)], raw[at + len(sep) :]
+            break
+    else:
+        return raw
+    kept = body.split(b"\n")[:lines]
+    return head + b"\n".join(kept) + (b"\n" if kept and lines else b"")
+
+
+class _PopStream(Stream):
+    def __init__(self, on_made: Callable[[Stream], None]) -> None:
+        super().__init__()
+        self._on_made = on_made
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._on_made(self)
+
+
+class Pop3Server:
+    def __init__(self, store: Store, config: Pop3Config, auth: AuthService) -> None:
+        self.store = store
+        self.config = config
+        self.auth = auth
+        self._locked: set[int] = set()
+        self._servers: list[asyncio.AbstractServer] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def lock(self, account_id: int) -> bool:
+        if account_id in self._locked:
+            return False
+        self._locked.add(account_id)
+        return True
+
+    def release(self, account_id: int) -> None:
+        self._locked.discard(account_id)
+
+    async def listen(self, host: str, port: int, *, implicit_tls: bool) -> asyncio.AbstractServer:
+        loop = asyncio.get_running_loop()
+        if implicit_tls and self.config.tls_context is None:
+            raise ValueError("implicit TLS needs a TLS context")
+
+        def factory() -> Stream:
+            return _PopStream(lambda s: self._accept(s, implicit_tls))
+
+        server = await loop.create_server(
+            factory,
+            host,
+            port,
+            ssl=self.config.tls_context if implicit_tls else None,
+            ssl_handshake_timeout=30 if implicit_tls else None,
+            reuse_address=True,
+        )
+        self._servers.append(server)
+        return server
+
+    def _accept(self, stream: Stream, implicit_tls: bool) -> None:
+        task = asyncio.get_running_loop().create_task(Pop3Session(self, stream, implicit_tls).run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def shutdown(self, grace: float = 5.0) -> None:
+        for srv in self._servers:
+            srv.close()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
