@@ -226,9 +226,13 @@ class ServerProcess:
 
     started = 0
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, env: dict[str, str] | None = None, *, pop3: bool = False
+    ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
+        self.pop3_port = free_port() if pop3 else 0
+        extra = ["--pop3", f"127.0.0.1:{self.pop3_port}"] if pop3 else []
         ServerProcess.started += 1
         self.log_path = data_dir.parent / f"server-{ServerProcess.started}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115
@@ -248,6 +252,7 @@ class ServerProcess:
                 f"127.0.0.1:{self.port}",
                 "--imaps",
                 "off",
+                *extra,
             ],  # fmt: skip
             stdout=self._log,
             stderr=subprocess.STDOUT,

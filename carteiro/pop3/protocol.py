@@ -137,16 +137,13 @@ def err(text: str, code: str | None = None) -> bytes:
 
 def multiline(first: bytes, body: bytes) -> bytes:
     """``first`` (a +OK line) then ``body`` dot-stuffed (RFC 1939 §3), each line ending
-    with CRLF, then the terminating ``.``."""
-    if body and not body.endswith(b"\n"):
+    with CRLF, then the terminating ``.``. Whole-buffer replaces, not a loop per line:
+    RETR of large messages stays fast."""
+    if body.count(b"\n") != body.count(b"\r\n"):  # bare LF line ends: make them CRLF
+        body = body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    if body and not body.endswith(b"\r\n"):
         body += b"\r\n"
-    lines = body.split(b"\n")[:-1] if body else []
-    out = [first]
-    for line in lines:
-        if not line.endswith(b"\r"):
-            line += b"\r"
-        if line.startswith(b"."):
-            line = b"." + line
-        out.append(line + b"\n")
-    out.append(b".\r\n")
-    return b"".join(out)
+    body = body.replace(b"\r\n.", b"\r\n..")
+    if body.startswith(b"."):
+        body = b"." + body
+    return first + body + b".\r\n"

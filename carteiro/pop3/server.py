@@ -37,6 +37,9 @@ __all__ = ["Pop3Config", "Pop3Server"]
 
 log = logging.getLogger("carteiro.pop3")
 
+#: pipelined RETRs are read from the store together, up to this many octets at once
+READ_AHEAD_BYTES = 4 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class Pop3Config:
@@ -68,6 +71,8 @@ class Pop3Session:
         self.uidvalidity = 0
         self.drop: list[MessageRecord] = []
         self.deleted: set[int] = set()  # message numbers (1-based)
+        self.seen: list[int] = []  # UIDs retrieved, not yet marked \Seen
+        self.prefetched: dict[int, bytes] = {}  # blob id -> content, for pipelined RETRs
         self.lease: Lease | None = None
         self.session_id = secrets.token_hex(6)
         self.bytes_in = 0
@@ -147,6 +152,7 @@ class Pop3Session:
                         await self.flush()
                         return
                 if not self.lines:  # PIPELINING: one write for a batch of commands
+                    await self.mark_seen()
                     await self.flush()
         except (_Gone, ConnectionError):
             pass
@@ -197,7 +203,7 @@ class Pop3Session:
     # --- AUTHORIZATION state -----------------------------------------------------------
     def capabilities(self) -> list[str]:
         caps = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
-        caps += ["EXPIRE NEVER", "LOGIN-DELAY 0", "IMPLEMENTATION Carteiro"]
+        caps += ["EXPIRE NEVER", "IMPLEMENTATION Carteiro"]  # mail stays until deleted
         client = self.client()
         if self.account_id is None:
             if client.plaintext_ok:
@@ -388,21 +394,54 @@ class Pop3Session:
     async def _retrieve(self, n: int, lines: int | None) -> None:
         rec = self.drop[n - 1]
         try:
-            raw = await self.server.store.read_blob(rec.blob_id)
+            raw = self.prefetched.pop(rec.blob_id, None)
+            if raw is None:
+                raw = await self._read_ahead(rec)
         except se.StoreError:
             self.send(p.err("The message cannot be read", "SYS/TEMP"))
             return
         if lines is not None:
             raw = _top(raw, lines)
-        else:
-            with contextlib.suppress(se.StoreError):  # read mail shows as read in IMAP
-                await self.server.store.store_flags(
-                    self.mailbox_id, [rec.uid], "+", frozenset({"\\Seen"})
-                )
+        elif "\\Seen" not in rec.flags:
+            self.seen.append(rec.uid)  # marked \Seen in one write per batch of commands
         self.send(p.multiline(p.ok(f"{rec.size} octets"), raw))
+
+    async def _read_ahead(self, rec: MessageRecord) -> bytes:
+        """The message, and those of the RETR commands already waiting in the pipeline,
+        in one store read (bounded to :data:`READ_AHEAD_BYTES`)."""
+        wanted = {rec.blob_id}
+        total = rec.size
+        for line in self.lines[:64]:
+            if not isinstance(line, bytes) or line[:5].upper() != b"RETR ":
+                continue
+            arg = line[5:].strip()
+            if not arg.isdigit() or not 1 <= int(arg) <= len(self.drop):
+                continue
+            nxt = self.drop[int(arg) - 1]
+            if total + nxt.size > READ_AHEAD_BYTES:
+                break
+            wanted.add(nxt.blob_id)
+            total += nxt.size
+        if len(wanted) == 1:
+            return await self.server.store.read_blob(rec.blob_id)
+        blobs = await self.server.store.read_blobs(sorted(wanted))
+        raw = blobs.pop(rec.blob_id)
+        self.prefetched.update(blobs)
+        return raw
+
+    async def mark_seen(self) -> None:
+        """Retrieved mail shows as read to IMAP clients: one store write per pipelined
+        batch of commands, not one per RETR."""
+        if self.seen:
+            uids, self.seen = self.seen, []
+            with contextlib.suppress(se.StoreError):
+                await self.server.store.store_flags(
+                    self.mailbox_id, uids, "+", frozenset({"\\Seen"})
+                )
 
     async def _update(self) -> None:
         """RFC 1939 §6: the UPDATE state, entered by QUIT only."""
+        await self.mark_seen()
         if self.deleted:
             uids = [self.drop[n - 1].uid for n in sorted(self.deleted)]
             store = self.server.store

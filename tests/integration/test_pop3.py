@@ -177,3 +177,25 @@ async def _count(server: ServerThread, user: str) -> int:
     inbox = await server.store.get_mailbox(account.id, "INBOX")
     assert inbox is not None
     return len(await server.store.uids(inbox.id))
+
+
+def test_pipelined_retr_and_seen_flags(server: ServerThread, filled: str) -> None:
+    """RFC 2449 PIPELINING: commands sent together get their answers in order (the
+    server reads their messages together); retrieved mail shows as read over IMAP."""
+    conn = pop(server, filled)
+    conn._putline(b"RETR 3")
+    conn._putline(b"RETR 1")
+    conn._putline(b"TOP 2 0")
+    conn._putline(b"NOOP")
+    first = conn._getlongresp()[1]
+    second = conn._getlongresp()[1]
+    third = conn._getlongresp()[1]
+    assert b"Subject: pop 2" in first and b"Subject: pop 0" in second
+    assert b"Subject: pop 1" in third and b"body 1" not in third
+    assert conn._getresp().startswith(b"+OK")
+    conn.quit()
+    imap = server.connect(filled)
+    imap.select("INBOX")
+    _, seen = imap.search(None, "SEEN")
+    assert seen[0].split() == [b"1", b"3"]  # TOP does not mark a message read
+    imap.logout()
