@@ -102,7 +102,14 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     server = ImapServer(store, imap_cfg, runtime.auth)
     pop3 = Pop3Server(
         store,
-        Pop3Config(tls_context=tls, is_trusted=imap_cfg.is_trusted, channel_bindings=bindings),
+        Pop3Config(
+            tls_context=tls,
+            is_trusted=imap_cfg.is_trusted,
+            channel_bindings=bindings,
+            retrieved=settings.pop3_retrieved,
+            new_only=settings.pop3_new_only,
+            login_delay=settings.pop3_login_delay,
+        ),
         runtime.auth,
     )
     try:

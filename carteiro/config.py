@@ -57,6 +57,12 @@ class Settings:
     #: POP3 listeners (RFC 1939): off unless configured, e.g. ("0.0.0.0", 110) / 995
     pop3: Listen | None = None
     pop3s: Listen | None = None
+    #: POP3 default for retrieved mail: "keep" (leave on server) or "delete" at QUIT
+    pop3_retrieved: str = "keep"
+    #: POP3 shows only mail it has not downloaded yet (accounts may choose otherwise)
+    pop3_new_only: bool = False
+    #: RFC 2449 LOGIN-DELAY: seconds between two POP3 logins of one account (0: none)
+    pop3_login_delay: int = 0
     #: both None: a self-signed certificate is generated under ``data_dir/tls``
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -166,6 +172,9 @@ _KEYS = frozenset(
         "imaps",
         "pop3",
         "pop3s",
+        "pop3_retrieved",
+        "pop3_new_only",
+        "pop3_login_delay",
         "tls_cert",
         "tls_key",
         "trusted_networks",
@@ -317,7 +326,13 @@ def load_settings(
                 f"expunge_retention: expected seconds (0 turns it off), got {value!r}."
             )
         values["expunge_retention"] = float(value)
-    for key in ("imap_proxy", "imaps_proxy"):
+    if "pop3_login_delay" in raw:
+        values["pop3_login_delay"] = _int(raw["pop3_login_delay"], "pop3_login_delay", 0)
+    if "pop3_retrieved" in raw:
+        if raw["pop3_retrieved"] not in ("keep", "delete"):
+            raise ConfigError(f"pop3_retrieved: {raw['pop3_retrieved']!r} is not keep or delete.")
+        values["pop3_retrieved"] = raw["pop3_retrieved"]
+    for key in ("imap_proxy", "imaps_proxy", "pop3_new_only"):
         if key in raw:
             if not isinstance(raw[key], bool):
                 raise ConfigError(f"{key} must be true or false.")

@@ -37,6 +37,9 @@ __all__ = ["Pop3Config", "Pop3Server"]
 
 log = logging.getLogger("carteiro.pop3")
 
+#: keyword on messages POP3 downloaded, for the "only new mail" mode (visible in IMAP)
+DOWNLOADED = "$POP3Downloaded"
+
 #: pipelined RETRs are read from the store together, up to this many octets at once
 READ_AHEAD_BYTES = 4 * 1024 * 1024
 
@@ -48,6 +51,12 @@ class Pop3Config:
     #: RFC 1939 §3: at least 10 minutes of inactivity before the autologout
     idle_timeout: float = 600.0
     channel_bindings: tuple[tuple[str, bytes], ...] = ()
+    #: what happens to retrieved mail at QUIT: "keep" (leave on server) or "delete"
+    retrieved: str = "keep"
+    #: show only mail POP3 has not downloaded yet (marked with :data:`DOWNLOADED`)
+    new_only: bool = False
+    #: RFC 2449 LOGIN-DELAY: seconds between two POP3 logins of one account (0: none)
+    login_delay: int = 0
 
 
 class _Gone(Exception):
@@ -72,6 +81,10 @@ class Pop3Session:
         self.drop: list[MessageRecord] = []
         self.deleted: set[int] = set()  # message numbers (1-based)
         self.seen: list[int] = []  # UIDs retrieved, not yet marked \Seen
+        self.utf8 = False  # RFC 6856 UTF8 command given
+        self.delete_retrieved = False  # the account's "delete retrieved mail" choice
+        self.new_only = False  # the account's "only mail not downloaded yet" choice
+        self.retrieved: set[int] = set()  # message numbers fully retrieved (RETR)
         self.prefetched: dict[int, bytes] = {}  # blob id -> content, for pipelined RETRs
         self.lease: Lease | None = None
         self.session_id = secrets.token_hex(6)
@@ -203,7 +216,12 @@ class Pop3Session:
     # --- AUTHORIZATION state -----------------------------------------------------------
     def capabilities(self) -> list[str]:
         caps = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
-        caps += ["EXPIRE NEVER", "IMPLEMENTATION Carteiro"]  # mail stays until deleted
+        # RFC 2449 §6.7: EXPIRE 0 when retrieved mail is deleted, NEVER when it stays
+        expire = "0" if self.account_id is not None and self.delete_retrieved else "NEVER"
+        caps += [f"EXPIRE {expire}", "IMPLEMENTATION Carteiro"]
+        if self.server.config.login_delay:
+            caps.append(f"LOGIN-DELAY {self.server.config.login_delay}")
+        caps.append("UTF8 USER")  # RFC 6856: UTF-8 in USER/PASS too
         client = self.client()
         if self.account_id is None:
             if client.plaintext_ok:
@@ -242,6 +260,11 @@ class Pop3Session:
                 await self._login(await self.server.auth.login(self.client(), user, cmd.args[0]))
         elif name == "AUTH":
             await self._auth(cmd)
+        elif name == "UTF8":
+            # RFC 6856 §2: UTF-8 user names and passwords are accepted anyway; messages
+            # are sent as stored (8-bit and UTF-8 headers included)
+            self.utf8 = True
+            self.send(p.ok("UTF8 enabled"))
         else:
             self.send(p.err("Log in first"))
         return False
@@ -307,6 +330,10 @@ class Pop3Session:
         if self.lease is not None and not defence.limiter.bind_account(self.lease, account.address):
             self.send(p.err("Too many sessions for this account", "SYS/TEMP"))
             return
+        wait = self.server.login_wait(account.id)
+        if wait > 0:
+            self.send(p.err(f"Wait {wait:.0f} s between POP3 logins", "LOGIN-DELAY"))
+            return
         if not self.server.lock(account.id):
             self.send(p.err("Another POP3 session is using this maildrop", "IN-USE"))
             return
@@ -314,13 +341,21 @@ class Pop3Session:
             inbox = await self.server.store.get_mailbox(account.id, "INBOX")
             if inbox is None:
                 raise se.NotFound("no INBOX")
-            uids = await self.server.store.uids(inbox.id)
-            self.drop = await self.server.store.records(inbox.id, uids) if uids else []
+            store = self.server.store
+            retrieved, new_only = await store.pop3_options(account.address)
+            cfg = self.server.config
+            self.delete_retrieved = (retrieved or cfg.retrieved) == "delete"
+            self.new_only = cfg.new_only if new_only is None else new_only
+            uids = await store.uids(inbox.id)
+            self.drop = await store.records(inbox.id, uids) if uids else []
+            if self.new_only:
+                self.drop = [r for r in self.drop if DOWNLOADED not in r.flags]
         except se.StoreError:
             self.server.release(account.id)
             self.send(p.err("The maildrop cannot be opened", "SYS/TEMP"))
             return
         self.account_id, self.account = account.id, account.address
+        self.server.logged_in(account.id)
         self.mailbox_id, self.uidvalidity = inbox.id, inbox.uidvalidity
         self.send(p.ok(f"{len(self.drop)} messages"))
 
@@ -375,6 +410,7 @@ class Pop3Session:
                 self.send(p.ok(f"Message {n} deleted"))
         elif name == "RSET":
             self.deleted.clear()
+            self.retrieved.clear()
             self.send(p.ok(f"{len(self.drop)} messages"))
         elif name == "NOOP":
             self.send(p.ok())
@@ -402,8 +438,10 @@ class Pop3Session:
             return
         if lines is not None:
             raw = _top(raw, lines)
-        elif "\\Seen" not in rec.flags:
-            self.seen.append(rec.uid)  # marked \Seen in one write per batch of commands
+        else:
+            self.retrieved.add(n)
+            if "\\Seen" not in rec.flags or self.new_only:
+                self.seen.append(rec.uid)  # marked in one write per batch of commands
         self.send(p.multiline(p.ok(f"{rec.size} octets"), raw))
 
     async def _read_ahead(self, rec: MessageRecord) -> bytes:
@@ -434,14 +472,15 @@ class Pop3Session:
         batch of commands, not one per RETR."""
         if self.seen:
             uids, self.seen = self.seen, []
+            flags = {"\\Seen", DOWNLOADED} if self.new_only else {"\\Seen"}
             with contextlib.suppress(se.StoreError):
-                await self.server.store.store_flags(
-                    self.mailbox_id, uids, "+", frozenset({"\\Seen"})
-                )
+                await self.server.store.store_flags(self.mailbox_id, uids, "+", frozenset(flags))
 
     async def _update(self) -> None:
         """RFC 1939 §6: the UPDATE state, entered by QUIT only."""
         await self.mark_seen()
+        if self.delete_retrieved:  # the account chose not to leave mail on the server
+            self.deleted |= self.retrieved
         if self.deleted:
             uids = [self.drop[n - 1].uid for n in sorted(self.deleted)]
             store = self.server.store
@@ -483,8 +522,23 @@ class Pop3Server:
         self.config = config
         self.auth = auth
         self._locked: set[int] = set()
+        self._last_login: dict[int, float] = {}
         self._servers: list[asyncio.AbstractServer] = []
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def login_wait(self, account_id: int) -> float:
+        """Seconds until ``account_id`` may log in again under LOGIN-DELAY (0: now)."""
+        delay = self.config.login_delay
+        last = self._last_login.get(account_id)
+        if not delay or last is None:
+            return 0.0
+        return max(0.0, last + delay - time.monotonic())
+
+    def logged_in(self, account_id: int) -> None:
+        if self.config.login_delay:
+            self._last_login[account_id] = time.monotonic()
+            if len(self._last_login) > 100_000:  # bounded: forget the oldest
+                self._last_login.pop(next(iter(self._last_login)))
 
     def lock(self, account_id: int) -> bool:
         if account_id in self._locked:

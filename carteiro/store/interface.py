@@ -221,6 +221,16 @@ class Store(Protocol):
         """Records ``step`` as used if it is later than the last one; False when it is
         not (a replayed code)."""
 
+    async def pop3_options(self, address: str) -> tuple[str | None, bool | None]:
+        """The account's POP3 choices: what happens to retrieved mail (``"keep"`` or
+        ``"delete"``) and whether POP3 shows only mail it has not downloaded yet; None
+        for each means the server's setting. NotFound."""
+
+    async def set_pop3_options(
+        self, address: str, retrieved: str | None, new_only: bool | None
+    ) -> None:
+        """Sets both choices (None: back to the server's setting). NotFound."""
+
     async def set_networks(self, address: str, networks: Sequence[str]) -> None:
         """Networks (CIDR) the main password may be used from; empty: anywhere."""
 

@@ -180,3 +180,23 @@ def test_restore_expunged_after_a_mass_deletion(tmp_path: Path) -> None:
         conn.logout()
     finally:
         restarted.stop()
+
+
+def test_user_pop3_choices(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    run("user", "add", "p@example.org", "--data-dir", data)
+    shown = run("user", "pop3", "p@example.org", "--data-dir", data).stdout.strip()
+    assert shown == (
+        "p@example.org: retrieved mail: keep (server default); only new mail: no (server default)"
+    )
+    changed = run(
+        "user", "pop3", "p@example.org", "--retrieved", "delete", "--new-only", "yes",
+        "--data-dir", data,
+    ).stdout.strip()  # fmt: skip
+    assert changed == "p@example.org: retrieved mail: delete; only new mail: yes"
+    assert (
+        run(
+            "user", "pop3", "p@example.org", "--retrieved", "archive", "--data-dir", data
+        ).returncode
+        == 2
+    )

@@ -4,6 +4,7 @@ maildrop, IMAP alongside, and the shared authentication rules."""
 
 from __future__ import annotations
 
+import dataclasses
 import poplib
 import socket
 import time
@@ -199,3 +200,88 @@ def test_pipelined_retr_and_seen_flags(server: ServerThread, filled: str) -> Non
     _, seen = imap.search(None, "SEEN")
     assert seen[0].split() == [b"1", b"3"]  # TOP does not mark a message read
     imap.logout()
+
+
+def test_account_choices_delete_retrieved_and_new_only(server: ServerThread) -> None:
+    """Per account: retrieved mail deleted at QUIT (EXPIRE 0), and "only mail POP3 has
+    not downloaded yet" (a second client sees nothing twice)."""
+    user = server.new_user()
+    for i in range(3):
+        server.deliver(user, simple(f"choice {i}"))
+    server.call(server.store.set_pop3_options(user, None, True))  # only new mail
+    conn = pop(server, user)
+    assert conn.stat()[0] == 3
+    conn.retr(1)
+    conn.retr(2)
+    conn.quit()
+    conn = pop(server, user)
+    assert conn.stat()[0] == 1  # the two downloaded ones are no longer shown
+    assert b"Subject: choice 2" in b"\r\n".join(conn.retr(1)[1])
+    conn.quit()
+    server.call(server.store.set_pop3_options(user, "delete", False))
+    conn = pop(server, user)
+    assert conn.capa()["EXPIRE"] == ["0"]
+    assert conn.stat()[0] == 3  # new-only off: everything again
+    conn.retr(3)
+    conn.top(1, 0)  # TOP is not a retrieval
+    conn.quit()
+    conn = pop(server, user)
+    assert conn.stat()[0] == 2 and conn.capa()["EXPIRE"] == ["0"]
+    conn.quit()
+    # a dropped connection deletes nothing, even what it retrieved
+    conn = pop(server, user)
+    conn.retr(1)
+    conn.close()
+    for _ in range(100):
+        try:
+            conn = pop(server, user)
+            break
+        except poplib.error_proto:
+            time.sleep(0.05)
+    assert conn.stat()[0] == 2
+    conn.quit()
+
+
+def test_login_delay(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    srv = ServerThread(tmp_path)
+    try:
+        srv.pop3.config = dataclasses.replace(srv.pop3.config, login_delay=300)
+        user = srv.new_user()
+        conn = pop(srv)
+        assert conn.capa()["LOGIN-DELAY"] == ["300"]
+        conn.user(user)
+        conn.pass_("secret")
+        conn.quit()
+        again = pop(srv)
+        again.user(user)
+        with pytest.raises(poplib.error_proto, match=r"\[LOGIN-DELAY\]"):
+            again.pass_("secret")
+        again.quit()
+    finally:
+        srv.stop()
+
+
+def test_pop3_failures_ban_the_source_for_every_protocol(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The guard is shared: guessing over POP3 bans the address for IMAP too."""
+    from carteiro.auth.guard import GuardPolicy
+
+    policy = GuardPolicy(ip_delay_after=0, account_delay_after=0, ip_ban_after=2, never_ban=())
+    srv = ServerThread(tmp_path, security={"guard": policy})
+    try:
+        user = srv.new_user()
+        for _ in range(2):
+            conn = pop(srv)
+            conn.user(user)
+            with pytest.raises(poplib.error_proto, match=r"\[AUTH\]"):
+                conn.pass_("guess")
+            conn.close()
+        refused = socket.create_connection(("127.0.0.1", srv.pop3_port), timeout=10)
+        OPEN.append(refused)
+        assert refused.makefile("rb").readline().startswith(b"-ERR [SYS/TEMP]")
+        imap = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        OPEN.append(imap)
+        assert imap.makefile("rb").readline().startswith(b"* BYE")
+        events = srv.audit_path.read_text()
+        assert '"protocol": "pop3"' in events and '"event": "ban"' in events
+    finally:
+        srv.stop()

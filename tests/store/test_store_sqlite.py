@@ -81,7 +81,8 @@ def old_schema(version: int) -> str:
     if version < 4:  # no credentials beyond the password hash
         v3 = script.replace(
             "    quota_messages INTEGER,\n    scram          TEXT,\n    totp_secret    TEXT,\n"
-            "    totp_last_step INTEGER,\n    networks       TEXT NOT NULL DEFAULT ''\n",
+            "    totp_last_step INTEGER,\n    networks       TEXT NOT NULL DEFAULT '',\n"
+            "    pop3_retrieved TEXT,\n    pop3_new_only  INTEGER\n",
             "    quota_messages INTEGER\n",
         )
         start = v3.index("CREATE TABLE IF NOT EXISTS app_passwords")

@@ -162,6 +162,9 @@ def test_bad_listen(text, tmp_path):
         ('hostname = "bad_host!"', "not a valid host name"),
         ("colour = 1", "unknown setting 'colour'"),
         ('literal_plus = "no"', "not a boolean"),
+        ('pop3_retrieved = "archive"', "not keep or delete"),
+        ('pop3_new_only = "yes"', "true or false"),
+        ('pop3 = "110"', "pop3"),
         ("message_limit = 10", "too small"),
     ],
 )

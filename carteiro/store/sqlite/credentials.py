@@ -159,3 +159,30 @@ def app_password_used(
         "UPDATE app_passwords SET last_used = ?, last_address = ? WHERE id = ?",
         (when, source, app_password_id),
     )
+
+
+def pop3_options(conn: sqlite3.Connection, address: str) -> tuple[str | None, bool | None]:
+    row = conn.execute(
+        "SELECT pop3_retrieved, pop3_new_only FROM accounts WHERE address = ?", (address,)
+    ).fetchone()
+    if row is None:
+        raise NotFound("no such account")
+    return row[0], None if row[1] is None else bool(row[1])
+
+
+def set_pop3_options(
+    conn: sqlite3.Connection,
+    events: Events,
+    address: str,
+    retrieved: str | None,
+    new_only: bool | None,
+) -> None:
+    if retrieved not in (None, "keep", "delete"):
+        raise ValueError("retrieved must be keep, delete or None")
+    flag = None if new_only is None else int(new_only)
+    if conn.execute(
+        "UPDATE accounts SET pop3_retrieved = ?, pop3_new_only = ? WHERE address = ?",
+        (retrieved, flag, address),
+    ).rowcount:
+        return
+    raise NotFound("no such account")

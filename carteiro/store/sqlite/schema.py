@@ -51,7 +51,9 @@ CREATE TABLE IF NOT EXISTS accounts (
     scram          TEXT,
     totp_secret    TEXT,
     totp_last_step INTEGER,
-    networks       TEXT NOT NULL DEFAULT ''
+    networks       TEXT NOT NULL DEFAULT '',
+    pop3_retrieved TEXT,
+    pop3_new_only  INTEGER
 );
 
 CREATE TABLE IF NOT EXISTS app_passwords (
@@ -240,6 +242,9 @@ def migrate(conn: sqlite3.Connection) -> None:
             conn.execute("ALTER TABLE accounts ADD COLUMN totp_secret TEXT")
             conn.execute("ALTER TABLE accounts ADD COLUMN totp_last_step INTEGER")
             conn.execute("ALTER TABLE accounts ADD COLUMN networks TEXT NOT NULL DEFAULT ''")
+            # and the account's POP3 choices (NULL: the server's setting)
+            conn.execute("ALTER TABLE accounts ADD COLUMN pop3_retrieved TEXT")
+            conn.execute("ALTER TABLE accounts ADD COLUMN pop3_new_only INTEGER")
         for statement in _statements(SCHEMA):
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

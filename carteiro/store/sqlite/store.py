@@ -172,6 +172,24 @@ class SqliteStore:
         )
         return result
 
+    async def pop3_options(self, address: str) -> tuple[str | None, bool | None]:
+        result: tuple[str | None, bool | None] = await self._read(
+            partial(credentials.pop3_options, address=address)
+        )
+        return result
+
+    async def set_pop3_options(
+        self, address: str, retrieved: str | None, new_only: bool | None
+    ) -> None:
+        await self._writer.submit(
+            partial(
+                credentials.set_pop3_options,
+                address=address,
+                retrieved=retrieved,
+                new_only=new_only,
+            )
+        )
+
     async def set_networks(self, address: str, networks: Sequence[str]) -> None:
         await self._writer.submit(
             partial(credentials.set_networks, address=address, networks=list(networks))
