@@ -251,45 +251,52 @@ class ImapConnection:
         return event.line if isinstance(event, LineReceived) else None
 
     async def wait_change(self, timeout: float) -> str:
-        if self._change.is_set():
-            self._change.clear()
-            return "change"
-        if not self._line_mode:
-            self.receiver.expect_line()
-            self._line_mode = True
-        event = self.receiver.next_event()
-        while isinstance(event, NeedData) and self._inflate_more():
+        """``"input"`` only once a whole line has arrived: a client that sent half of
+        ``DONE`` must not stop the pushes while the rest is on its way."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._change.is_set():
+                self._change.clear()
+                return "change"
+            if not self._line_mode:
+                self.receiver.expect_line()
+                self._line_mode = True
             event = self.receiver.next_event()
-        if not isinstance(event, NeedData):
-            self._stash = event
-            return "input"
-        if self.closing:
-            return "shutdown"
-        read = asyncio.ensure_future(self.stream.read())
-        changed = asyncio.ensure_future(self._change.wait())
-        stopping = asyncio.ensure_future(self._shutdown.wait())
-        try:
-            done, _ = await asyncio.wait(
-                {read, changed, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            changed.cancel()
-            stopping.cancel()
-            if not read.done():
-                read.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await read
-        if read.done() and not read.cancelled():
-            data = read.result()
-            if data:
+            while isinstance(event, NeedData) and self._inflate_more():
+                event = self.receiver.next_event()
+            if not isinstance(event, NeedData):
+                self._stash = event
+                return "input"
+            if self.closing:
+                return "shutdown"
+            read = asyncio.ensure_future(self.stream.read())
+            changed = asyncio.ensure_future(self._change.wait())
+            stopping = asyncio.ensure_future(self._shutdown.wait())
+            try:
+                done, _ = await asyncio.wait(
+                    {read, changed, stopping},
+                    timeout=max(0.0, deadline - time.monotonic()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                changed.cancel()
+                stopping.cancel()
+                if not read.done():
+                    read.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await read
+            if read.done() and not read.cancelled():
+                data = read.result()
+                if not data:
+                    return "input"  # EOF: read_line reports it
                 self._feed(data)
-            return "input"
-        if stopping in done:
-            return "shutdown"
-        if changed in done:
-            self._change.clear()
-            return "change"
-        return "timeout"
+                continue  # a whole line yet? (checked at the top)
+            if stopping in done:
+                return "shutdown"
+            if changed in done:
+                self._change.clear()
+                return "change"
+            return "timeout"
 
     async def sync(self, allow_expunge: bool, allow_flags: bool = True) -> None:
         sel = self.session.selected
@@ -772,6 +779,8 @@ class ImapServer:
             await asyncio.wait(set(self._tasks), timeout=grace)
         for t in list(self._tasks):
             t.cancel()
+        if self._tasks:  # the cancelled sessions say BYE and close: let them finish
+            await asyncio.wait(set(self._tasks), timeout=5)
         for srv in self._servers:
             with contextlib.suppress(Exception):
                 await srv.wait_closed()

@@ -113,3 +113,22 @@ def test_search_saved_result_on_a_large_mailbox_is_linear(server: ServerThread, 
     c.cmd("SEARCH RETURN (SAVE) ALL", tag="a")
     assert c.cmd("SEARCH RETURN (COUNT) $", tag="b")[0] == b'* ESEARCH (TAG "b") COUNT 3000\r\n'
     c.close()
+
+
+def test_half_sent_done_does_not_stop_idle_pushes(server: ServerThread, user: str) -> None:
+    """Review finding: while the client was sending DONE in two pieces, IDLE stopped
+    pushing updates until the line was complete."""
+    idler = RawClient(server.port)
+    idler.cmd(f"LOGIN {user} secret", tag="l")
+    idler.cmd("SELECT INBOX", tag="s")
+    idler.send(b"i IDLE\r\n")
+    assert idler.readline().startswith(b"+ ")
+    idler.send(b"DO")  # half of DONE
+    server.deliver(user, simple("during a half-sent DONE"))
+    assert idler.readline() == b"* 1 EXISTS\r\n"  # still pushed
+    idler.send(b"NE\r\n")
+    lines = [idler.readline()]
+    while not lines[-1].startswith(b"i "):
+        lines.append(idler.readline())
+    assert lines[-1].startswith(b"i OK")
+    idler.close()
