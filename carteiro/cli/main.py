@@ -459,7 +459,9 @@ def quota_show(address: str, data_dir: Path | None, config: Path | None) -> None
 def deliver(
     address: str, flags: tuple[str, ...], data_dir: Path | None, config: Path | None
 ) -> None:
-    """Store the message on standard input in the INBOX of ADDRESS."""
+    """Store the message on standard input for ADDRESS: an account's INBOX, or wherever
+    an alias, plus-addressing (alice+tag@ into folder "tag" if it exists) or the
+    domain's catch-all leads."""
     address = validate.address(address)
     canonical = [validate.flag(f) for f in flags]
     settings = load(data_dir, config)
@@ -472,18 +474,24 @@ def deliver(
             f"the message is larger than max_literal ({settings.max_literal} octets); "
             "raise max_literal in the config to accept it"
         )
+    from carteiro.addresses import resolve
     from carteiro.delivery import deliver as deliver_fn
 
     async def run(store: Store) -> int:
-        try:
-            return await deliver_fn(store, address, raw, canonical)
-        except NotFound:
+        recipients = await resolve(store, address)
+        if not recipients:
             unknown_account(address)
-        except QuotaExceeded as e:
-            fail(
-                f"not delivered to {address}: {e}; free space in the account or raise "
-                f"its limit with 'carteiro quota set {address}'"
-            )
+        for r in recipients:
+            try:
+                await deliver_fn(store, r.account, raw, canonical, mailbox=r.mailbox)
+            except NotFound:
+                unknown_account(r.account)
+            except QuotaExceeded as e:
+                fail(
+                    f"not delivered to {r.account}: {e}; free space in the account or raise "
+                    f"its limit with 'carteiro quota set {r.account}'"
+                )
+        return len(recipients)
 
     with_store(settings, run)
 
@@ -583,5 +591,6 @@ def unknown_account(address: str) -> NoReturn:
 
 
 # registers the security commands on the groups above
+from carteiro.cli import domains as _domains  # noqa: E402, F401
 from carteiro.cli import pop3 as _pop3  # noqa: E402, F401
 from carteiro.cli import security as _security  # noqa: E402, F401

@@ -195,6 +195,32 @@ class Store(Protocol):
     async def set_password(self, address: str, password_hash: str) -> None:
         """NotFound."""
 
+    # --- domains and aliases (issue 6) ----------------------------------------------
+    async def add_domain(self, name: str) -> None:
+        """A local mail domain. AlreadyExists."""
+
+    async def delete_domain(self, name: str) -> None:
+        """NotFound. Accounts and aliases of the domain stay."""
+
+    async def list_domains(self) -> list[tuple[str, str | None]]:
+        """(domain, catch-all target or None), by name."""
+
+    async def set_catch_all(self, domain: str, target: str | None) -> None:
+        """Mail for unknown addresses of ``domain`` goes to ``target`` (None: refused).
+        NotFound for an unknown domain."""
+
+    async def add_alias(self, address: str, targets: Sequence[str]) -> None:
+        """Adds targets to the alias ``address`` (created if new); existing ones stay."""
+
+    async def remove_alias(self, address: str, target: str | None = None) -> None:
+        """Removes one target, or the whole alias. NotFound."""
+
+    async def alias_targets(self, address: str) -> list[str]:
+        """The targets of ``address``; empty when it is not an alias."""
+
+    async def list_aliases(self) -> dict[str, list[str]]:
+        """Every alias with its targets, by address."""
+
     # --- recoverable expunges (issue 4: undoing a mass deletion) ---------------------
     async def recoverable(self, account_id: int, since: float) -> dict[str, int]:
         """Messages expunged (or in mailboxes deleted) at or after ``since`` that can

@@ -200,3 +200,53 @@ def test_user_pop3_choices(tmp_path: Path) -> None:
         ).returncode
         == 2
     )
+
+
+def test_domains_aliases_and_delivery_through_them(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for user in ("alice@example.org", "bob@example.org"):
+        assert run("user", "add", user, "--data-dir", data).returncode == 0
+    assert run("domain", "add", "example.org", "--data-dir", data).stdout.strip() == (
+        "added domain example.org"
+    )
+    assert_one_line_error(run("domain", "add", "example.org", "--data-dir", data), 1, "already")
+    out = run("alias", "add", "sales@example.org", "alice@example.org", "bob@example.org",
+              "--data-dir", data)  # fmt: skip
+    assert out.stdout.strip() == "sales@example.org -> alice@example.org, bob@example.org"
+    assert (
+        run("domain", "catch-all", "example.org", "bob@example.org", "--data-dir", data).returncode
+        == 0
+    )
+    assert (
+        "example.org (catch-all: bob@example.org)"
+        in run("domain", "list", "--data-dir", data).stdout
+    )
+    message = b"Subject: for sales\r\n\r\nhello\r\n"
+    assert run("deliver", "sales@example.org", "--data-dir", data, stdin=message).returncode == 0
+    assert run("deliver", "whoever@example.org", "--data-dir", data, stdin=message).returncode == 0
+    assert (
+        run("deliver", "alice+news@example.org", "--data-dir", data, stdin=message).returncode == 0
+    )
+    assert_one_line_error(
+        run("deliver", "x@elsewhere.example", "--data-dir", data, stdin=message), 1, "no account"
+    )
+    counts = {u: len(_inbox(data, u)) for u in ("alice@example.org", "bob@example.org")}
+    assert counts == {"alice@example.org": 2, "bob@example.org": 2}
+    assert run("alias", "remove", "sales@example.org", "--data-dir", data).returncode == 0
+    assert run("alias", "list", "--data-dir", data).stdout == ""
+
+
+def _inbox(data: Path, address: str) -> list[int]:
+    async def uids() -> list[int]:
+        store = SqliteStore(data / "carteiro.db")
+        await store.open()
+        try:
+            account = await store.get_account(address)
+            assert account is not None
+            box = await store.get_mailbox(account.id, "INBOX")
+            assert box is not None
+            return await store.uids(box.id)
+        finally:
+            await store.close()
+
+    return asyncio.run(uids())

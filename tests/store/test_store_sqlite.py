@@ -85,8 +85,9 @@ def old_schema(version: int) -> str:
             "    pop3_retrieved TEXT,\n    pop3_new_only  INTEGER\n",
             "    quota_messages INTEGER\n",
         )
-        start = v3.index("CREATE TABLE IF NOT EXISTS app_passwords")
-        v3 = v3[:start] + v3[v3.index(");", start) + 2 :]
+        for table in ("app_passwords", "domains", "aliases"):
+            start = v3.index(f"CREATE TABLE IF NOT EXISTS {table}")
+            v3 = v3[:start] + v3[v3.index(";", start) + 1 :]
         assert v3 != script
         script = v3
     if version < 3:  # no quota limits

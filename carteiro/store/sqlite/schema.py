@@ -136,6 +136,19 @@ CREATE TABLE IF NOT EXISTS thread_ids (
     PRIMARY KEY (account_id, message_id)
 ) WITHOUT ROWID;
 
+-- local mail domains (issue 6), each with an optional catch-all target address
+CREATE TABLE IF NOT EXISTS domains (
+    name      TEXT PRIMARY KEY COLLATE NOCASE,
+    catch_all TEXT
+) WITHOUT ROWID;
+
+-- alias address -> target addresses (accounts or further aliases)
+CREATE TABLE IF NOT EXISTS aliases (
+    address TEXT NOT NULL COLLATE NOCASE,
+    target  TEXT NOT NULL COLLATE NOCASE,
+    PRIMARY KEY (address, target)
+) WITHOUT ROWID;
+
 -- expunged (and deleted-mailbox) messages kept for the retention period, so that a
 -- mass deletion can be undone (carteiro restore-expunged); they hold a blob reference
 CREATE TABLE IF NOT EXISTS recoverable (

@@ -34,7 +34,7 @@ from carteiro.store.interface import (
     Quota,
 )
 from carteiro.store.notify import Notifier
-from carteiro.store.sqlite import credentials, ops, retention
+from carteiro.store.sqlite import credentials, domains, ops, retention
 from carteiro.store.sqlite.writer import Readers, Writer
 
 _RECORD_COLUMNS = "uid, flags, keywords, internal_date, tz_offset, size, modseq, blob_id"
@@ -137,6 +137,36 @@ class SqliteStore:
 
     async def delete_account(self, address: str) -> None:
         await self._writer.submit(partial(ops.delete_account, address=address))
+
+    # --- domains and aliases -----------------------------------------------------------
+    async def add_domain(self, name: str) -> None:
+        await self._writer.submit(partial(domains.add_domain, name=name))
+
+    async def delete_domain(self, name: str) -> None:
+        await self._writer.submit(partial(domains.delete_domain, name=name))
+
+    async def list_domains(self) -> list[tuple[str, str | None]]:
+        result: list[tuple[str, str | None]] = await self._read(domains.list_domains)
+        return result
+
+    async def set_catch_all(self, domain: str, target: str | None) -> None:
+        await self._writer.submit(partial(domains.set_catch_all, domain=domain, target=target))
+
+    async def add_alias(self, address: str, targets: Sequence[str]) -> None:
+        await self._writer.submit(
+            partial(domains.add_alias, address=address, targets=list(targets))
+        )
+
+    async def remove_alias(self, address: str, target: str | None = None) -> None:
+        await self._writer.submit(partial(domains.remove_alias, address=address, target=target))
+
+    async def alias_targets(self, address: str) -> list[str]:
+        result: list[str] = await self._read(partial(domains.alias_targets, address=address))
+        return result
+
+    async def list_aliases(self) -> dict[str, list[str]]:
+        result: dict[str, list[str]] = await self._read(domains.list_aliases)
+        return result
 
     # --- recoverable expunges -----------------------------------------------------------
     async def recoverable(self, account_id: int, since: float) -> dict[str, int]:
