@@ -37,7 +37,7 @@ from carteiro.auth.passwords import (
     verify_password_async,
 )
 from carteiro.auth.tokens import TokenValidator
-from carteiro.net.limits import AuthGate, ConnectionLimiter
+from carteiro.net.limits import AuthGate, ConnectionLimiter, Lease
 from carteiro.store.interface import Account, AppPassword, Credentials, Store
 from carteiro.store.security import LoginRecord, SecurityStore
 
@@ -112,6 +112,21 @@ class Defence:
     limiter: ConnectionLimiter = field(default_factory=ConnectionLimiter)
     gate: AuthGate = field(default_factory=AuthGate)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def admit(self, address: str) -> tuple[Lease | None, str | None]:
+        """At accept time, for every protocol: (the connection's lease, None), or
+        (None, why it is refused: a banned or denied source, too many connections)."""
+        try:
+            if self.guard is not None:
+                refusal = self.guard.check_connection(address)
+                if refusal is not None:
+                    return None, refusal.reason
+            lease = self.limiter.open(address)
+        except ValueError:  # not an IP address (a Unix socket): nothing to count it by
+            return None, None
+        if lease is None:
+            return None, "Too many connections from your address"
+        return lease, None
 
     def raise_alerts(self, alerts: list[Alert]) -> None:
         """Alerts go out in the background: a slow webhook must not delay a login."""

@@ -47,8 +47,8 @@ from carteiro.imap.state import Session, State
 from carteiro.imap.uidonly import uses_sequence_numbers
 from carteiro.net.limits import ConnectionLimiter, Lease
 from carteiro.net.proxy_protocol import Invalid, Parsed, is_trusted, parse_proxy_header
-from carteiro.net.stream import Stream
-from carteiro.net.tls_exporter import tls_exporter
+from carteiro.net.stream import AcceptingStream, Stream
+from carteiro.net.tls_exporter import connection_bindings
 from carteiro.store import errors as se
 from carteiro.store.interface import Changes, Store
 
@@ -122,12 +122,11 @@ class ImapConnection:
         return self.server.auth
 
     def client(self) -> Client:
-        bindings: dict[str, bytes] = {}
-        if self.session.tls:
-            bindings.update(self.server.config.channel_bindings)
-            exporter = tls_exporter(self.stream.ssl_object)
-            if exporter is not None:
-                bindings["tls-exporter"] = exporter
+        bindings = (
+            connection_bindings(self.server.config.channel_bindings, self.stream.ssl_object)
+            if self.session.tls
+            else {}
+        )
         return Client(
             protocol="imap",
             address=self.peer,
@@ -445,19 +444,8 @@ class ImapConnection:
         raise _Closed
 
     def _admit(self) -> str | None:
-        """Refusal text for a banned or denied source, or one over its connection limit."""
-        defence = self.auth.defence
-        try:
-            if defence.guard is not None:
-                refusal = defence.guard.check_connection(self.peer)
-                if refusal is not None:
-                    return refusal.reason
-            self.lease = defence.limiter.open(self.peer)
-        except ValueError:  # not an IP address: nothing to count it by
-            return None
-        if self.lease is None:
-            return "Too many connections from your address"
-        return None
+        self.lease, refusal = self.auth.defence.admit(self.peer)
+        return refusal
 
     async def _read_proxy_header(self) -> str | None:
         """Reads the PROXY header and adopts the client address it names; a refusal
@@ -663,16 +651,6 @@ class ImapConnection:
         return self._busy
 
 
-class _ServerStream(Stream):
-    def __init__(self, on_made: Callable[[Stream], None]) -> None:
-        super().__init__()
-        self._on_made = on_made
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self._on_made(self)
-
-
 class ImapServer:
     def __init__(self, store: Store, config: ImapConfig, auth: AuthService | None = None) -> None:
         self.store = store
@@ -738,7 +716,7 @@ class ImapServer:
             raise ValueError("implicit TLS needs a TLS context")
 
         def factory() -> Stream:
-            return _ServerStream(lambda s: self._accept(s, implicit_tls, proxy))
+            return AcceptingStream(lambda s: self._accept(s, implicit_tls, proxy))
 
         tls_by_loop = implicit_tls and not proxy  # else the session starts TLS itself
         server = await loop.create_server(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import Callable
 
 _HIGH_WATER = 256 * 1024  # pause reading above this many unread bytes
 
@@ -173,3 +174,16 @@ class Stream(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+
+class AcceptingStream(Stream):
+    """A listener's stream: hands itself to ``on_made`` once connected (every
+    protocol server builds its session there)."""
+
+    def __init__(self, on_made: Callable[[Stream], None]) -> None:
+        super().__init__()
+        self._on_made = on_made
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._on_made(self)

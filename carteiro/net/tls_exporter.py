@@ -20,7 +20,7 @@ import logging
 import ssl
 from typing import Any
 
-__all__ = ["LABEL", "tls_exporter"]
+__all__ = ["LABEL", "connection_bindings", "tls_exporter"]
 
 log = logging.getLogger(__name__)
 
@@ -96,3 +96,15 @@ def tls_exporter(obj: ssl.SSLObject | ssl.SSLSocket | None) -> bytes | None:
     if lib.export(pointer, out, LENGTH, LABEL, len(LABEL), None, 0, 0) != 1:
         return None
     return out.raw
+
+
+def connection_bindings(
+    static: tuple[tuple[str, bytes], ...], obj: ssl.SSLObject | None
+) -> dict[str, bytes]:
+    """Channel-binding data for one TLS connection: the certificate's (``static``) and
+    this connection's tls-exporter when there is one."""
+    bindings = dict(static)
+    exporter = tls_exporter(obj)
+    if exporter is not None:
+        bindings["tls-exporter"] = exporter
+    return bindings

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 from carteiro.auth.service import Authenticated, AuthService, Client, Refused
 from carteiro.net.limits import Lease
-from carteiro.net.stream import Stream
-from carteiro.net.tls_exporter import tls_exporter
+from carteiro.net.stream import AcceptingStream, Stream
+from carteiro.net.tls_exporter import connection_bindings
 from carteiro.pop3 import protocol as p
 from carteiro.store import errors as se
 from carteiro.store.interface import MessageRecord, Store
@@ -97,12 +97,11 @@ class Pop3Session:
         return self.server.config.is_trusted(self.peer)
 
     def client(self) -> Client:
-        bindings: dict[str, bytes] = {}
-        if self.tls:
-            bindings.update(self.server.config.channel_bindings)
-            exporter = tls_exporter(self.stream.ssl_object)
-            if exporter is not None:
-                bindings["tls-exporter"] = exporter
+        bindings = (
+            connection_bindings(self.server.config.channel_bindings, self.stream.ssl_object)
+            if self.tls
+            else {}
+        )
         return Client(
             protocol="pop3",
             address=self.peer,
@@ -191,16 +190,8 @@ class Pop3Session:
             )
 
     def _admit(self) -> str | None:
-        defence = self.server.auth.defence
-        try:
-            if defence.guard is not None:
-                refusal = defence.guard.check_connection(self.peer)
-                if refusal is not None:
-                    return refusal.reason
-            self.lease = defence.limiter.open(self.peer)
-        except ValueError:
-            return None
-        return None if self.lease is not None else "Too many connections from your address"
+        self.lease, refusal = self.server.auth.defence.admit(self.peer)
+        return refusal
 
     async def handle(self, line: bytes) -> bool:
         """One command; True when the session is over."""
@@ -506,16 +497,6 @@ def _top(raw: bytes, lines: int) -> bytes:
     return head + b"\n".join(kept) + (b"\n" if kept and lines else b"")
 
 
-class _PopStream(Stream):
-    def __init__(self, on_made: Callable[[Stream], None]) -> None:
-        super().__init__()
-        self._on_made = on_made
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self._on_made(self)
-
-
 class Pop3Server:
     def __init__(self, store: Store, config: Pop3Config, auth: AuthService) -> None:
         self.store = store
@@ -555,7 +536,7 @@ class Pop3Server:
             raise ValueError("implicit TLS needs a TLS context")
 
         def factory() -> Stream:
-            return _PopStream(lambda s: self._accept(s, implicit_tls))
+            return AcceptingStream(lambda s: self._accept(s, implicit_tls))
 
         server = await loop.create_server(
             factory,
