@@ -114,6 +114,11 @@ class Settings:
         return self.data_dir / "carteiro.db"
 
     @property
+    def audit_path(self) -> Path | None:
+        """The audit log file, None when ``audit_log = "off"``."""
+        return None if self.audit_off else (self.audit_log or self.data_dir / "audit.jsonl")
+
+    @property
     def tls_dir(self) -> Path:
         """Where the generated self-signed certificate lives."""
         return self.data_dir / "tls"

@@ -38,6 +38,7 @@ from carteiro.auth.passwords import (
 )
 from carteiro.auth.tokens import TokenValidator
 from carteiro.net.limits import AuthGate, ConnectionLimiter, Lease
+from carteiro.net.proxy_protocol import is_trusted as address_in
 from carteiro.store.interface import Account, AppPassword, Credentials, Store
 from carteiro.store.security import LoginRecord, SecurityStore
 
@@ -429,17 +430,9 @@ def _match_app_password(creds: Credentials, password: str) -> AppPassword | None
 
 
 def _in_networks(address: str, networks: tuple[str, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    """``networks`` as stored (CIDR text); an entry that does not parse matches nothing."""
+    parsed = []
     for text in networks:
-        try:
-            net = ipaddress.ip_network(text, strict=False)
-        except ValueError:
-            continue
-        if net.version == ip.version and ip in net:
-            return True
-    return False
+        with contextlib.suppress(ValueError):
+            parsed.append(ipaddress.ip_network(text, strict=False))
+    return address_in(address, parsed)

@@ -72,14 +72,22 @@ def _networks(values: tuple[str, ...] | list[str]) -> list[str]:
 
 
 def _audit(settings: Settings) -> AuditLog:
-    path = None if settings.audit_off else (settings.audit_log or settings.data_dir / "audit.jsonl")
-    return AuditLog(path)
+    return AuditLog(settings.audit_path)
 
 
 def _when(ts: float | None) -> str:
     if ts is None:
         return "never"
     return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+async def _owned(store: Store, address: str, admin: bool) -> Credentials:
+    """The account's credentials, once the owner (or the operator) is accepted."""
+    creds = await store.credentials(address)
+    if creds is None:
+        unknown_account(address)
+    _owner_proof(creds, admin)
+    return creds
 
 
 def _owner_proof(creds: Credentials, admin: bool) -> None:
@@ -148,10 +156,7 @@ def app_password_add(
     secret = generate_password()
 
     async def add(store: Store) -> AppPassword:
-        creds = await store.credentials(address)
-        if creds is None:
-            unknown_account(address)
-        _owner_proof(creds, admin)
+        await _owned(store, address, admin)
         try:
             return await store.add_app_password(
                 address, name, app_password_digest(secret), chosen, nets, until
@@ -210,10 +215,7 @@ def app_password_revoke(
     require_database(settings)
 
     async def revoke(store: Store) -> None:
-        creds = await store.credentials(address)
-        if creds is None:
-            unknown_account(address)
-        _owner_proof(creds, admin)
+        await _owned(store, address, admin)
         try:
             await store.revoke_app_password(address, name)
         except NotFound:
@@ -278,10 +280,7 @@ def totp_disable(address: str, admin: bool, data_dir: Path | None, config: Path 
     require_database(settings)
 
     async def disable(store: Store) -> None:
-        creds = await store.credentials(address)
-        if creds is None:
-            unknown_account(address)
-        _owner_proof(creds, admin)
+        await _owned(store, address, admin)
         await store.set_totp(address, None)
 
     with_store(settings, disable)

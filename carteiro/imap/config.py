@@ -7,6 +7,8 @@ import ipaddress
 import ssl
 from dataclasses import dataclass
 
+from carteiro.net.proxy_protocol import is_trusted as address_in
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -41,10 +43,4 @@ class ImapConfig:
     message_limit: int = 1_000_000
 
     def is_trusted(self, peer: str) -> bool:
-        try:
-            addr = ipaddress.ip_address(peer.split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-        return any(addr.version == n.version and addr in n for n in self.trusted_networks)
+        return address_in(peer.split("%", 1)[0], self.trusted_networks)

@@ -362,13 +362,17 @@ class Pop3Session:
             return None
         return n
 
+    def _live(self) -> list[int]:
+        """Message numbers not marked deleted (only STAT, LIST and UIDL need them)."""
+        return [n for n in range(1, len(self.drop) + 1) if n not in self.deleted]
+
     def _uidl(self, n: int) -> str:
         return f"{self.uidvalidity}.{self.drop[n - 1].uid}"
 
     async def _transaction(self, cmd: p.Command) -> bool:
         name = cmd.name
-        live = [n for n in range(1, len(self.drop) + 1) if n not in self.deleted]
         if name == "STAT":
+            live = self._live()
             size = sum(self.drop[n - 1].size for n in live)
             self.send(p.ok(f"{len(live)} {size}"))
         elif name in ("LIST", "UIDL"):
@@ -381,6 +385,7 @@ class Pop3Session:
                 if n is not None:
                     self.send(p.ok(item(n)))
             else:
+                live = self._live()
                 body = "".join(item(n) + "\r\n" for n in live).encode()
                 self.send(p.multiline(p.ok(f"{len(live)} messages"), body))
         elif name in ("RETR", "TOP"):
