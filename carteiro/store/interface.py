@@ -172,6 +172,51 @@ class Quota:
     messages_used: int
 
 
+@dataclass(frozen=True, slots=True)
+class DkimKey:
+    """A domain's DKIM signing key (RFC 6376; Ed25519 per RFC 8463)."""
+
+    domain: str
+    selector: str
+    algorithm: str  # "rsa-sha256" or "ed25519-sha256"
+    private_key: bytes  # PEM, PKCS#8, unencrypted
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRecipient:
+    id: int
+    address: str
+    state: str  # "queued", "sent" or "failed"
+    attempts: int
+    next_attempt: float  # epoch seconds
+    last_error: str | None
+    warned: bool  # a delay warning went out for it
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """A message of the outbound queue, without its content (see ``queue_data``)."""
+
+    id: int
+    sender: str  # envelope sender; "" is the null reverse-path (bounces)
+    account: str | None  # the local account that submitted it (None: a bounce, a relay)
+    created: float
+    size: int
+    smtputf8: bool
+    recipients: tuple[QueuedRecipient, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientUpdate:
+    id: int
+    state: str
+    attempts: int
+    next_attempt: float
+    last_error: str | None
+    warned: bool
+
+
 class Listener(Protocol):
     def __call__(self, account_id: int, mailbox_id: int | None) -> None:
         """``mailbox_id`` is None for mailbox-list changes (create/delete/rename/subscribe)."""
@@ -220,6 +265,65 @@ class Store(Protocol):
 
     async def list_aliases(self) -> dict[str, list[str]]:
         """Every alias with its targets, by address."""
+
+    # --- sending as other addresses (issue 6) -----------------------------------------
+    async def allow_sender(self, address: str, account: str) -> None:
+        """Lets ``account`` send as ``address`` (an alias, a shared address). Idempotent."""
+
+    async def disallow_sender(self, address: str, account: str) -> None:
+        """NotFound when the permission does not exist."""
+
+    async def sender_addresses(self, account: str) -> list[str]:
+        """Addresses ``account`` may send as besides its own, sorted."""
+
+    async def list_senders(self) -> dict[str, list[str]]:
+        """Every address with the accounts allowed to send as it."""
+
+    # --- DKIM keys (issue 6) -----------------------------------------------------------
+    async def add_dkim_key(self, key: DkimKey) -> None:
+        """AlreadyExists for a (domain, selector) already stored."""
+
+    async def dkim_keys(self, domain: str | None = None) -> list[DkimKey]:
+        """The keys of ``domain`` (all domains when None), by domain then age."""
+
+    async def delete_dkim_key(self, domain: str, selector: str) -> None:
+        """NotFound."""
+
+    # --- outbound queue (issue 6) ------------------------------------------------------
+    async def enqueue(
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        data: bytes,
+        *,
+        account: str | None = None,
+        smtputf8: bool = False,
+        now: float | None = None,
+    ) -> int:
+        """Durable on return: the message with every recipient ``queued`` and due ``now``."""
+
+    async def queue_list(self) -> list[QueuedMessage]:
+        """Every queued message with all its recipients, by id."""
+
+    async def queue_get(self, message_id: int) -> QueuedMessage | None: ...
+    async def queue_data(self, message_id: int) -> bytes:
+        """NotFound."""
+
+    async def queue_claim(self, now: float, lease: float, limit: int) -> list[QueuedMessage]:
+        """Up to ``limit`` messages (oldest first) that have ``queued`` recipients due at
+        ``now``; those recipients get ``next_attempt = now + lease`` in the same
+        transaction, so no other runner (or node) takes them, and after a crash they are
+        retried once the lease ends. ``recipients`` holds only the claimed ones."""
+
+    async def queue_update(self, updates: Sequence[RecipientUpdate]) -> None:
+        """One transaction; a message whose recipients are all ``sent`` or ``failed``
+        is removed with them."""
+
+    async def queue_flush(self, message_id: int | None = None) -> int:
+        """Makes the queued recipients (of one message, or all) due now; their count."""
+
+    async def queue_delete(self, message_id: int) -> None:
+        """NotFound."""
 
     # --- recoverable expunges (issue 4: undoing a mass deletion) ---------------------
     async def recoverable(self, account_id: int, since: float) -> dict[str, int]:

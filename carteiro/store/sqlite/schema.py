@@ -34,7 +34,7 @@ import sqlite3
 
 from carteiro.store.flags import DELETED, SEEN
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS counters (
@@ -149,6 +149,50 @@ CREATE TABLE IF NOT EXISTS aliases (
     PRIMARY KEY (address, target)
 ) WITHOUT ROWID;
 
+-- accounts allowed to send as an address that is not their own (an alias)
+CREATE TABLE IF NOT EXISTS senders (
+    address TEXT NOT NULL COLLATE NOCASE,
+    account TEXT NOT NULL COLLATE NOCASE,
+    PRIMARY KEY (address, account)
+) WITHOUT ROWID;
+
+CREATE INDEX IF NOT EXISTS senders_account ON senders (account);
+
+-- DKIM signing keys per domain (PEM, PKCS#8)
+CREATE TABLE IF NOT EXISTS dkim_keys (
+    domain      TEXT NOT NULL COLLATE NOCASE,
+    selector    TEXT NOT NULL,
+    algorithm   TEXT NOT NULL,
+    private_key BLOB NOT NULL,
+    created     REAL NOT NULL,
+    PRIMARY KEY (domain, selector)
+) WITHOUT ROWID;
+
+-- the outbound queue: one row per message, one per recipient with its own state
+CREATE TABLE IF NOT EXISTS queue (
+    id       INTEGER PRIMARY KEY,
+    sender   TEXT NOT NULL,
+    account  TEXT,
+    created  REAL NOT NULL,
+    smtputf8 INTEGER NOT NULL DEFAULT 0,
+    size     INTEGER NOT NULL,
+    data     BLOB NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS queue_rcpts (
+    id           INTEGER PRIMARY KEY,
+    message_id   INTEGER NOT NULL REFERENCES queue(id) ON DELETE CASCADE,
+    address      TEXT NOT NULL,
+    state        TEXT NOT NULL DEFAULT 'queued',
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    last_error   TEXT,
+    warned       INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE INDEX IF NOT EXISTS queue_rcpts_due ON queue_rcpts (state, next_attempt);
+CREATE INDEX IF NOT EXISTS queue_rcpts_message ON queue_rcpts (message_id);
+
 -- expunged (and deleted-mailbox) messages kept for the retention period, so that a
 -- mass deletion can be undone (carteiro restore-expunged); they hold a blob reference
 CREATE TABLE IF NOT EXISTS recoverable (
@@ -258,6 +302,8 @@ def migrate(conn: sqlite3.Connection) -> None:
             # and the account's POP3 choices (NULL: the server's setting)
             conn.execute("ALTER TABLE accounts ADD COLUMN pop3_retrieved TEXT")
             conn.execute("ALTER TABLE accounts ADD COLUMN pop3_new_only INTEGER")
+        # v5 (issue 6: sender permissions, DKIM keys, the outbound queue) only adds
+        # tables, which the script below creates
         for statement in _statements(SCHEMA):
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

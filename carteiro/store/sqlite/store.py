@@ -11,6 +11,7 @@ import dataclasses
 import datetime
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
@@ -24,6 +25,7 @@ from carteiro.store.interface import (
     Changes,
     CopyResult,
     Credentials,
+    DkimKey,
     FlagUpdate,
     Listener,
     MailboxInfo,
@@ -31,10 +33,12 @@ from carteiro.store.interface import (
     MessageRecord,
     NewMessage,
     ObjectInfo,
+    QueuedMessage,
     Quota,
+    RecipientUpdate,
 )
 from carteiro.store.notify import Notifier
-from carteiro.store.sqlite import credentials, domains, ops, retention
+from carteiro.store.sqlite import credentials, domains, ops, outbound, retention
 from carteiro.store.sqlite.writer import Readers, Writer
 
 _RECORD_COLUMNS = "uid, flags, keywords, internal_date, tz_offset, size, modseq, blob_id"
@@ -167,6 +171,88 @@ class SqliteStore:
     async def list_aliases(self) -> dict[str, list[str]]:
         result: dict[str, list[str]] = await self._read(domains.list_aliases)
         return result
+
+    # --- senders, DKIM keys, outbound queue ---------------------------------------------
+    async def allow_sender(self, address: str, account: str) -> None:
+        await self._writer.submit(partial(outbound.allow_sender, address=address, account=account))
+
+    async def disallow_sender(self, address: str, account: str) -> None:
+        await self._writer.submit(
+            partial(outbound.disallow_sender, address=address, account=account)
+        )
+
+    async def sender_addresses(self, account: str) -> list[str]:
+        result: list[str] = await self._read(partial(outbound.sender_addresses, account=account))
+        return result
+
+    async def list_senders(self) -> dict[str, list[str]]:
+        result: dict[str, list[str]] = await self._read(outbound.list_senders)
+        return result
+
+    async def add_dkim_key(self, key: DkimKey) -> None:
+        await self._writer.submit(partial(outbound.add_dkim_key, key=key))
+
+    async def dkim_keys(self, domain: str | None = None) -> list[DkimKey]:
+        result: list[DkimKey] = await self._read(partial(outbound.dkim_keys, domain=domain))
+        return result
+
+    async def delete_dkim_key(self, domain: str, selector: str) -> None:
+        await self._writer.submit(
+            partial(outbound.delete_dkim_key, domain=domain, selector=selector)
+        )
+
+    async def enqueue(
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        data: bytes,
+        *,
+        account: str | None = None,
+        smtputf8: bool = False,
+        now: float | None = None,
+    ) -> int:
+        result: int = await self._writer.submit(
+            partial(
+                outbound.enqueue,
+                sender=sender,
+                recipients=list(recipients),
+                data=data,
+                account=account,
+                smtputf8=smtputf8,
+                now=time.time() if now is None else now,
+            )
+        )
+        return result
+
+    async def queue_list(self) -> list[QueuedMessage]:
+        result: list[QueuedMessage] = await self._read(outbound.list_all)
+        return result
+
+    async def queue_get(self, message_id: int) -> QueuedMessage | None:
+        result: QueuedMessage | None = await self._read(
+            partial(outbound.get, message_id=message_id)
+        )
+        return result
+
+    async def queue_data(self, message_id: int) -> bytes:
+        result: bytes = await self._read(partial(outbound.message_data, message_id=message_id))
+        return result
+
+    async def queue_claim(self, now: float, lease: float, limit: int) -> list[QueuedMessage]:
+        result: list[QueuedMessage] = await self._writer.submit(
+            partial(outbound.claim, now=now, lease=lease, limit=limit)
+        )
+        return result
+
+    async def queue_update(self, updates: Sequence[RecipientUpdate]) -> None:
+        await self._writer.submit(partial(outbound.update, updates=list(updates)))
+
+    async def queue_flush(self, message_id: int | None = None) -> int:
+        result: int = await self._writer.submit(partial(outbound.flush, message_id=message_id))
+        return result
+
+    async def queue_delete(self, message_id: int) -> None:
+        await self._writer.submit(partial(outbound.remove, message_id=message_id))
 
     # --- recoverable expunges -----------------------------------------------------------
     async def recoverable(self, account_id: int, since: float) -> dict[str, int]:
