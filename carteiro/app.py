@@ -9,6 +9,7 @@ import os
 import signal
 import ssl
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography import x509
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from carteiro.auth.passwords import configure as configure_hashing
 from carteiro.auth.sasl import tls_server_end_point
+from carteiro.auth.service import AuthService
 from carteiro.config import ConfigError, Settings, format_listen
 from carteiro.defence import SecurityOptions, start_security
 from carteiro.imap.config import ImapConfig
@@ -28,7 +30,12 @@ from carteiro.net.tls import (
     server_context,
 )
 from carteiro.pop3.server import Pop3Config, Pop3Server
+from carteiro.smtp.dns import Resolver
+from carteiro.smtp.hooks import make_hooks
+from carteiro.smtp.queue import Outbox, queue_config_from_settings
+from carteiro.smtp.server import SmtpConfig, SmtpServer
 from carteiro.store.errors import StoreUnavailable
+from carteiro.store.interface import Store
 from carteiro.store.sqlite import SqliteStore
 
 log = logging.getLogger("carteiro")
@@ -112,13 +119,29 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         ),
         runtime.auth,
     )
+    resolver = Resolver(settings.dns_servers)
+    outbox = Outbox(store, resolver, queue_config_from_settings(settings.queue), settings.hostname)
+    smtp = smtp_server(settings, tls, imap_cfg.is_trusted, bindings, runtime.auth, store, outbox)
     try:
+        await outbox.start()
         listeners = (
             ("imap", settings.imap, False),
             ("imaps", settings.imaps, True),
             ("pop3", settings.pop3, False),
             ("pop3s", settings.pop3s, True),
+            ("smtp", settings.smtp, False),
+            ("submission", settings.submission, False),
+            ("submissions", settings.submissions, True),
+            ("lmtp", settings.lmtp, False),
         )
+        if settings.lmtp_socket is not None:
+            try:
+                await smtp.listen_unix("lmtp", settings.lmtp_socket)
+            except OSError as exc:
+                raise StartupError(
+                    f"cannot listen on {settings.lmtp_socket}: {exc.strerror or exc}"
+                ) from None
+            print(f"carteiro: listening on {settings.lmtp_socket} (LMTP)", flush=True)
         for what, listen, implicit in listeners:
             if listen is None:
                 continue
@@ -126,6 +149,9 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
             try:
                 if what.startswith("pop3"):
                     srv = await pop3.listen(host, port, implicit_tls=implicit)
+                elif what in ("smtp", "submission", "submissions", "lmtp"):
+                    kind = "submission" if what == "submissions" else what
+                    srv = await smtp.listen(kind, host, port, implicit_tls=implicit)
                 else:
                     proxy = settings.imaps_proxy if implicit else settings.imap_proxy
                     srv = await server.listen(host, port, implicit_tls=implicit, proxy=proxy)
@@ -145,9 +171,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
                 ) from None
             for sock in srv.sockets if isinstance(srv, asyncio.Server) else ():
                 name = sock.getsockname()
-                proto = "POP3" if what.startswith("pop3") else "IMAP"
-                kind = f"{proto} with implicit TLS" if implicit else f"{proto} with STARTTLS"
-                print(f"carteiro: listening on {name[0]}:{name[1]} ({kind})", flush=True)
+                print(f"carteiro: listening on {name[0]}:{name[1]} ({_KINDS[what]})", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -160,13 +184,59 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         await stop.wait()
         print("carteiro: shutting down", flush=True)
         watcher.cancel()
+        await smtp.shutdown()
         await pop3.shutdown()
         await server.shutdown()
     finally:
+        await outbox.stop()
         if monitor is not None:
             await monitor.stop()
         await runtime.close()
         await store.close()
+
+
+_KINDS = {
+    "imap": "IMAP with STARTTLS",
+    "imaps": "IMAP with implicit TLS",
+    "pop3": "POP3 with STARTTLS",
+    "pop3s": "POP3 with implicit TLS",
+    "smtp": "SMTP, inbound, with STARTTLS",
+    "submission": "SMTP submission with STARTTLS",
+    "submissions": "SMTP submission with implicit TLS",
+    "lmtp": "LMTP",
+}
+
+
+def smtp_server(
+    settings: Settings,
+    tls: ssl.SSLContext,
+    is_trusted: Callable[[str], bool],
+    bindings: tuple[tuple[str, bytes], ...],
+    auth: AuthService,
+    store: Store,
+    outbox: Outbox | None,
+) -> SmtpServer:
+    """The SMTP/LMTP listeners' server with its policy hooks."""
+    from carteiro.smtp.mailauth import mailauth_policy_from_settings
+
+    config = SmtpConfig(
+        hostname=settings.hostname,
+        tls_context=tls,
+        is_trusted=is_trusted,
+        channel_bindings=bindings,
+        max_message_size=settings.max_message_size,
+        max_recipients=settings.max_recipients,
+        send_rate=settings.send_rate,
+    )
+    hooks = make_hooks(
+        store,
+        config,
+        auth,
+        outbox=outbox,
+        resolver=outbox.resolver if outbox is not None else None,
+        mailauth=mailauth_policy_from_settings(settings.inbound),
+    )
+    return SmtpServer(config, auth, hooks)
 
 
 async def _watch_certificate(

@@ -107,6 +107,27 @@ class Settings:
     imap_proxy: bool = False
     imaps_proxy: bool = False
     proxy_trusted: tuple[IPNetwork, ...] = ()
+    #: SMTP listeners (issue 6): inbound MX (STARTTLS offered), submission with
+    #: STARTTLS (RFC 6409) and with implicit TLS (RFC 8314); None when off
+    smtp: Listen | None = ("0.0.0.0", 25)  # noqa: S104
+    submission: Listen | None = ("0.0.0.0", 587)  # noqa: S104
+    submissions: Listen | None = ("0.0.0.0", 465)  # noqa: S104
+    #: LMTP (RFC 2033) behind another MTA: a TCP listener or a Unix socket; off by default
+    lmtp: Listen | None = None
+    lmtp_socket: Path | None = None
+    #: SIZE (RFC 1870): the largest message accepted over SMTP/LMTP, in octets
+    max_message_size: int = 50 * MiB
+    #: recipients per message (RFC 5321 §4.5.3.1.8: at least 100)
+    max_recipients: int = 100
+    #: messages one account may submit per hour (0: no limit)
+    send_rate: int = 500
+    #: nameservers for MX, SPF, DKIM and DMARC lookups ("IP" or "IP:PORT"); empty: the
+    #: system's resolv.conf
+    dns_servers: tuple[tuple[str, int], ...] = ()
+    #: [inbound] (SPF/DKIM/DMARC policy) and [queue] (outbound delivery) tables,
+    #: validated by their own modules at load time
+    inbound: Mapping[str, Any] = field(default_factory=dict)
+    queue: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def database(self) -> Path:
@@ -205,6 +226,16 @@ _KEYS = frozenset(
         "argon2_time_cost",
         "argon2_memory_kib",
         "argon2_parallelism",
+        "smtp",
+        "submission",
+        "submissions",
+        "lmtp",
+        "max_message_size",
+        "max_recipients",
+        "send_rate",
+        "dns_servers",
+        "inbound",
+        "queue",
     }
 )
 
@@ -255,9 +286,20 @@ def load_settings(
                 'use the name clients connect to, e.g. hostname = "mail.example.org".'
             )
         values["hostname"] = hostname.lower()
-    for key in ("imap", "imaps", "pop3", "pop3s"):
+    for key in ("imap", "imaps", "pop3", "pop3s", "smtp", "submission", "submissions"):
         if key in raw:
             values[key] = parse_listen(_str(raw[key], key), key)
+    if "lmtp" in raw:
+        text = _str(raw["lmtp"], "lmtp").strip()
+        if text.startswith(("/", "./", "~")):
+            values["lmtp_socket"] = _path(text, "lmtp", base)
+        else:
+            values["lmtp"] = parse_listen(text, "lmtp")
+    for key, minimum in (("max_message_size", 1024), ("max_recipients", 1), ("send_rate", 0)):
+        if key in raw:
+            values[key] = _int(raw[key], key, minimum)
+    if "dns_servers" in raw:
+        values["dns_servers"] = _nameservers(raw["dns_servers"])
     for key in ("tls_cert", "tls_key"):
         if key in raw:
             values[key] = _path(raw[key], key, base)
@@ -297,7 +339,7 @@ def load_settings(
             values["audit_off"] = True
         else:
             values["audit_log"] = _path(text, "audit_log", base)
-    for key in ("defence", "anomalies", "alerts"):
+    for key in ("defence", "anomalies", "alerts", "inbound", "queue"):
         if key in raw:
             if not isinstance(raw[key], Mapping):
                 raise ConfigError(f"[{key}] must be a table; see README.md.")
@@ -368,8 +410,11 @@ def _check_tables(settings: Settings) -> None:
     from carteiro.audit.anomalies import anomaly_policy_from_settings
     from carteiro.auth.guard import guard_policy_from_settings
     from carteiro.auth.tokens import TokenValidator
+    from carteiro.smtp.queue import queue_config_from_settings
 
     try:
+        # INTEGRATION-TODO: mailauth_policy_from_settings(settings.inbound)
+        queue_config_from_settings(settings.queue)
         guard_policy_from_settings(settings.defence)
         anomaly_policy_from_settings(settings.anomalies)
         alert_settings_from_settings(settings.alerts)
@@ -460,3 +505,30 @@ def _networks(value: Any) -> tuple[IPNetwork, ...]:
                 'write an address or ADDRESS/PREFIX, e.g. "10.0.0.0/8".'
             ) from None
     return tuple(networks)
+
+
+def _nameservers(value: Any) -> tuple[tuple[str, int], ...]:
+    hint = 'e.g. dns_servers = ["127.0.0.1", "[::1]:53", "192.0.2.53:5353"]'
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise ConfigError(f"dns_servers: expected a list of addresses; {hint}.")
+    out: list[tuple[str, int]] = []
+    for item in value:
+        text = _str(item, "dns_servers").strip()
+        try:
+            out.append((str(ipaddress.ip_address(text)), 53))
+            continue
+        except ValueError:
+            pass
+        listen = parse_listen(text, "dns_servers")
+        if listen is None:
+            raise ConfigError(f"dns_servers: {text!r} is not a nameserver address; {hint}.")
+        host, port = listen
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(
+                f"dns_servers: {host!r} is not an IP address (a nameserver cannot be a name); "
+                f"{hint}."
+            ) from None
+        out.append((host, port or 53))
+    return tuple(out)

@@ -103,6 +103,14 @@ def cli() -> None:
 @click.option("--imaps", metavar="HOST:PORT|off", help="Implicit-TLS IMAP listener [0.0.0.0:993].")
 @click.option("--pop3", metavar="HOST:PORT|off", help="POP3 listener with STLS [off].")
 @click.option("--pop3s", metavar="HOST:PORT|off", help="Implicit-TLS POP3 listener [off].")
+@click.option("--smtp", metavar="HOST:PORT|off", help="Inbound SMTP (MX) listener [0.0.0.0:25].")
+@click.option(
+    "--submission", metavar="HOST:PORT|off", help="Submission with STARTTLS [0.0.0.0:587]."
+)
+@click.option(
+    "--submissions", metavar="HOST:PORT|off", help="Submission with implicit TLS [0.0.0.0:465]."
+)
+@click.option("--lmtp", metavar="HOST:PORT|PATH|off", help="LMTP listener or Unix socket [off].")
 @click.option("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR [INFO].")
 @common_options
 def serve(
@@ -110,6 +118,10 @@ def serve(
     imaps: str | None,
     pop3: str | None,
     pop3s: str | None,
+    smtp: str | None,
+    submission: str | None,
+    submissions: str | None,
+    lmtp: str | None,
     log_level: str | None,
     data_dir: Path | None,
     config: Path | None,
@@ -118,10 +130,22 @@ def serve(
     settings = load(
         data_dir,
         config,
-        {"imap": imap, "imaps": imaps, "pop3": pop3, "pop3s": pop3s, "log_level": log_level},
+        {
+            "imap": imap,
+            "imaps": imaps,
+            "pop3": pop3,
+            "pop3s": pop3s,
+            "smtp": smtp,
+            "submission": submission,
+            "submissions": submissions,
+            "lmtp": lmtp,
+            "log_level": log_level,
+        },
     )
-    if all(x is None for x in (settings.imap, settings.imaps, settings.pop3, settings.pop3s)):
-        fail("every listener is off; enable --imap, --imaps, --pop3 or --pop3s", EXIT_USAGE)
+    listeners = (settings.imap, settings.imaps, settings.pop3, settings.pop3s)
+    listeners += (settings.smtp, settings.submission, settings.submissions, settings.lmtp)
+    if all(x is None for x in listeners) and settings.lmtp_socket is None:
+        fail("every listener is off; enable --imap, --imaps, --pop3, --smtp, ...", EXIT_USAGE)
     prepare_data_dir(settings)
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -23,6 +23,9 @@ from carteiro.imap.config import ImapConfig
 from carteiro.imap.server import ImapServer
 from carteiro.net.tls import ensure_certificate, server_context
 from carteiro.pop3.server import Pop3Config, Pop3Server
+from carteiro.smtp.hooks import make_hooks
+from carteiro.smtp.queue import Outbox, QueueConfig
+from carteiro.smtp.server import SmtpConfig, SmtpServer
 from carteiro.store.sqlite import SqliteStore
 
 T = TypeVar("T")
@@ -34,7 +37,11 @@ class ServerThread:
     layer is the one the server runs: guard, limits, audit log, detectors)."""
 
     def __init__(
-        self, data_dir: Path, security: dict[str, Any] | None = None, **config: Any
+        self,
+        data_dir: Path,
+        security: dict[str, Any] | None = None,
+        smtp: dict[str, Any] | None = None,
+        **config: Any,
     ) -> None:
         self.data_dir = data_dir
         settings = Settings(data_dir=data_dir, hostname="localhost")
@@ -70,6 +77,45 @@ class ServerThread:
         self.pop3_port = self._listen_pop3(implicit_tls=False)
         self.pop3s_port = self._listen_pop3(implicit_tls=True)
         self._hash = hash_password("secret")
+        self.smtp: SmtpServer | None = None
+        self.outbox: Outbox | None = None
+        if smtp is not None:
+            self._start_smtp(dict(smtp))
+
+    def _start_smtp(self, options: dict[str, Any]) -> None:
+        """SMTP (``smtp_port``), submission (``submission_port``, ``submissions_port``)
+        and LMTP (``lmtp_port``). ``options``: SmtpConfig fields, plus ``resolver`` (a
+        Resolver), ``queue`` (QueueConfig fields: an Outbox is started) and
+        ``mailauth`` (a MailAuthPolicy; default: no checks)."""
+        resolver = options.pop("resolver", None)
+        queue = options.pop("queue", None)
+        mailauth = options.pop("mailauth", None)
+        options.setdefault("is_trusted", self.config.is_trusted)
+        options.setdefault("channel_bindings", self.config.channel_bindings)
+        self.smtp_config = SmtpConfig(hostname="localhost", tls_context=self.tls, **options)
+        if queue is not None:
+            assert resolver is not None, "the outbound queue needs a resolver"
+            self.outbox = Outbox(self.store, resolver, QueueConfig(**queue), "localhost")
+            self.call(self.outbox.start())
+        hooks = make_hooks(
+            self.store,
+            self.smtp_config,
+            self.security.auth,
+            outbox=self.outbox,
+            resolver=resolver,
+            mailauth=mailauth,
+        )
+        self.smtp = SmtpServer(self.smtp_config, self.security.auth, hooks)
+
+        def listen(kind: str, implicit: bool = False) -> int:
+            assert self.smtp is not None
+            srv = self.call(self.smtp.listen(kind, "127.0.0.1", 0, implicit_tls=implicit))
+            return int(srv.sockets[0].getsockname()[1])
+
+        self.smtp_port = listen("smtp")
+        self.submission_port = listen("submission")
+        self.submissions_port = listen("submission", implicit=True)
+        self.lmtp_port = listen("lmtp")
 
     def _listen_pop3(self, implicit_tls: bool) -> int:
         srv = self.call(self.pop3.listen("127.0.0.1", 0, implicit_tls=implicit_tls))
@@ -122,6 +168,10 @@ class ServerThread:
 
     def stop(self) -> None:
         try:
+            if self.smtp is not None:
+                self.call(self.smtp.shutdown())
+            if self.outbox is not None:
+                self.call(self.outbox.stop())
             self.call(self.pop3.shutdown(grace=2))
             self.call(self.server.shutdown(grace=2))
             self.call(self.security.close())
