@@ -252,6 +252,12 @@ class ServerProcess:
                 f"127.0.0.1:{self.port}",
                 "--imaps",
                 "off",
+                "--smtp",
+                "off",
+                "--submission",
+                "off",
+                "--submissions",
+                "off",
                 *extra,
             ],  # fmt: skip
             stdout=self._log,

@@ -83,7 +83,8 @@ class ServerProcess:
     def start(self, timeout: float = 30) -> ServerProcess:
         args = [
             *carteiro_command(), "serve", "--data-dir", str(self.data_dir),
-            "--imap", "127.0.0.1:0", "--imaps", "off", *self.extra,
+            "--imap", "127.0.0.1:0", "--imaps", "off",
+            "--smtp", "off", "--submission", "off", "--submissions", "off", *self.extra,
         ]  # fmt: skip
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(

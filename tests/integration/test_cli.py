@@ -212,7 +212,10 @@ def test_bad_config(tmp_path):
 def test_bad_listener_option(tmp_path):
     r = run("serve", "--imap", "1143", "--data-dir", tmp_path)
     assert_one_line_error(r, 1, "imap:", "HOST:PORT")
-    r = run("serve", "--imap", "off", "--imaps", "off", "--data-dir", tmp_path)
+    r = run(
+        "serve", "--imap", "off", "--imaps", "off", "--smtp", "off", "--submission", "off",
+        "--submissions", "off", "--data-dir", tmp_path,
+    )  # fmt: skip
     assert_one_line_error(r, 2, "every listener is off")
 
 
@@ -427,7 +430,8 @@ def test_serve(data):
     environ = {k: v for k, v in os.environ.items() if not k.startswith("CARTEIRO_")}
     proc = subprocess.Popen(
         [*CLI, "serve", "--data-dir", str(data),
-         "--imap", f"127.0.0.1:{imap}", "--imaps", f"127.0.0.1:{imaps}"],
+         "--imap", f"127.0.0.1:{imap}", "--imaps", f"127.0.0.1:{imaps}",
+         "--smtp", "off", "--submission", "off", "--submissions", "off"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environ,
     )  # fmt: skip
     try:

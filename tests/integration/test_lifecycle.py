@@ -181,17 +181,17 @@ def test_sigterm_says_bye_to_every_session_and_exits_0(data_dir: Path, procs) ->
 # --- (b) the port is taken -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("which", ["imap", "imaps"])
+@pytest.mark.parametrize("which", ["imap", "imaps", "submission"])
 def test_port_in_use_is_one_error_line(tmp_path: Path, which: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        listeners = {"imap": "127.0.0.1:0", "imaps": "127.0.0.1:0", which: f"127.0.0.1:{port}"}
-        r = run_cli(
-            "serve", "--data-dir", tmp_path / "data",
-            "--imap", listeners["imap"], "--imaps", listeners["imaps"], timeout=30,
-        )  # fmt: skip
+        listeners = {"imap": "127.0.0.1:0", "imaps": "127.0.0.1:0", "smtp": "off",
+                     "submission": "off", "submissions": "off"}  # fmt: skip
+        listeners[which] = f"127.0.0.1:{port}"
+        options = [x for k, v in listeners.items() for x in (f"--{k}", v)]
+        r = run_cli("serve", "--data-dir", tmp_path / "data", *options, timeout=30)
     stderr = r.stderr.decode()
     errors = [line for line in stderr.splitlines() if line.startswith("carteiro: error: ")]
     assert r.returncode == 1, (r.returncode, stderr)
