@@ -210,7 +210,9 @@ class _Hooks:
             if account is None:
                 continue
             q = await self.store.quota(account.id)
-            over_storage = q.storage_limit is not None and q.storage_used + size > q.storage_limit
+            over_storage = (
+                q.storage_limit is not None and q.storage_used + max(size, 1) > q.storage_limit
+            )
             over_count = q.messages_limit is not None and q.messages_used + 1 > q.messages_limit
             if not (over_storage or over_count):
                 full = False
