@@ -1,4 +1,5 @@
-"""``carteiro domain add|list|delete|catch-all`` and ``carteiro alias add|list|remove``."""
+"""``carteiro domain add|list|delete|catch-all`` and ``carteiro alias add|list|remove|
+allow-sender|deny-sender|senders``."""
 
 from __future__ import annotations
 
@@ -172,3 +173,60 @@ def alias_remove(
     click.echo(
         f"removed {target or 'the alias'} from {address}" if target else f"removed {address}"
     )
+
+
+@alias.command("allow-sender", context_settings=CONTEXT)
+@click.argument("address")
+@click.argument("account")
+@common_options
+def alias_allow_sender(
+    address: str, account: str, data_dir: Path | None, config: Path | None
+) -> None:
+    """Let ACCOUNT send mail as ADDRESS (an alias, a shared address) over submission."""
+    address, account = validate.address(address), validate.address(account)
+    settings = load(data_dir, config)
+    require_database(settings)
+
+    async def allow(store: Store) -> None:
+        if await store.get_account(account) is None:
+            fail(f"there is no account {account}; 'carteiro user list' shows the accounts")
+        await store.allow_sender(address, account)
+
+    with_store(settings, allow)
+    click.echo(f"{account} may send as {address}")
+
+
+@alias.command("deny-sender", context_settings=CONTEXT)
+@click.argument("address")
+@click.argument("account")
+@common_options
+def alias_deny_sender(
+    address: str, account: str, data_dir: Path | None, config: Path | None
+) -> None:
+    """Withdraw ACCOUNT's permission to send as ADDRESS."""
+    address, account = validate.address(address), validate.address(account)
+    settings = load(data_dir, config)
+    require_database(settings)
+
+    async def deny(store: Store) -> None:
+        try:
+            await store.disallow_sender(address, account)
+        except NotFound:
+            fail(f"{account} was not allowed to send as {address}")
+
+    with_store(settings, deny)
+    click.echo(f"{account} may no longer send as {address}")
+
+
+@alias.command("senders", context_settings=CONTEXT)
+@common_options
+def alias_senders(data_dir: Path | None, config: Path | None) -> None:
+    """Every address that accounts other than its owner may send as."""
+    settings = load(data_dir, config)
+    require_database(settings)
+
+    async def listing(store: Store) -> dict[str, list[str]]:
+        return await store.list_senders()
+
+    for address, accounts in with_store(settings, listing).items():
+        click.echo(f"{address} <- {', '.join(accounts)}")

@@ -236,6 +236,24 @@ def test_domains_aliases_and_delivery_through_them(tmp_path: Path) -> None:
     assert run("alias", "list", "--data-dir", data).stdout == ""
 
 
+def test_sender_permissions(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert run("user", "add", "alice@example.org", "--data-dir", data).returncode == 0
+    out = run("alias", "allow-sender", "sales@example.org", "alice@example.org", "--data-dir", data)
+    assert out.stdout.strip() == "alice@example.org may send as sales@example.org"
+    assert_one_line_error(
+        run("alias", "allow-sender", "sales@example.org", "nobody@example.org", "--data-dir", data),
+        1,
+        "no account",
+    )
+    listing = run("alias", "senders", "--data-dir", data).stdout
+    assert listing == "sales@example.org <- alice@example.org\n"
+    deny = ("alias", "deny-sender", "sales@example.org", "alice@example.org", "--data-dir", data)
+    assert run(*deny).returncode == 0
+    assert_one_line_error(run(*deny), 1, "was not allowed")
+    assert run("alias", "senders", "--data-dir", data).stdout == ""
+
+
 def _inbox(data: Path, address: str) -> list[int]:
     async def uids() -> list[int]:
         store = SqliteStore(data / "carteiro.db")
