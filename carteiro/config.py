@@ -410,10 +410,11 @@ def _check_tables(settings: Settings) -> None:
     from carteiro.audit.anomalies import anomaly_policy_from_settings
     from carteiro.auth.guard import guard_policy_from_settings
     from carteiro.auth.tokens import TokenValidator
+    from carteiro.smtp.mailauth import mailauth_policy_from_settings
     from carteiro.smtp.queue import queue_config_from_settings
 
     try:
-        # INTEGRATION-TODO: mailauth_policy_from_settings(settings.inbound)
+        mailauth_policy_from_settings(settings.inbound)
         queue_config_from_settings(settings.queue)
         guard_policy_from_settings(settings.defence)
         anomaly_policy_from_settings(settings.anomalies)

@@ -615,6 +615,8 @@ def unknown_account(address: str) -> NoReturn:
 
 
 # registers the security commands on the groups above
+from carteiro.cli import dkim as _dkim  # noqa: E402, F401
 from carteiro.cli import domains as _domains  # noqa: E402, F401
 from carteiro.cli import pop3 as _pop3  # noqa: E402, F401
+from carteiro.cli import queue as _queue  # noqa: E402, F401
 from carteiro.cli import security as _security  # noqa: E402, F401
