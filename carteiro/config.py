@@ -515,21 +515,19 @@ def _nameservers(value: Any) -> tuple[tuple[str, int], ...]:
     out: list[tuple[str, int]] = []
     for item in value:
         text = _str(item, "dns_servers").strip()
+        host, port = text, "53"
+        if text.startswith("[") and "]:" in text:
+            host, _, port = text[1:].partition("]:")
+        elif text.count(":") == 1:
+            host, _, port = text.partition(":")
         try:
-            out.append((str(ipaddress.ip_address(text)), 53))
-            continue
-        except ValueError:
-            pass
-        listen = parse_listen(text, "dns_servers")
-        if listen is None:
-            raise ConfigError(f"dns_servers: {text!r} is not a nameserver address; {hint}.")
-        host, port = listen
-        try:
-            ipaddress.ip_address(host)
+            address = ipaddress.ip_address(host)
         except ValueError:
             raise ConfigError(
-                f"dns_servers: {host!r} is not an IP address (a nameserver cannot be a name); "
-                f"{hint}."
+                f"dns_servers: {text!r} is not an IP address (a nameserver cannot be given "
+                f"by name); {hint}."
             ) from None
-        out.append((host, port or 53))
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"dns_servers: {text!r} has a bad port; {hint}.")
+        out.append((str(address), int(port)))
     return tuple(out)

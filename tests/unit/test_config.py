@@ -269,3 +269,40 @@ def test_readme_configuration_example_loads(tmp_path):
     s = load_settings(write(tmp_path, block), None, {})
     assert s.defence["ip_ban_after"] == 10 and s.oauth_issuers[0]["audience"] == "carteiro"
     assert s.expunge_retention == 604800 and s.max_concurrent_auth == 4
+    assert s.lmtp_socket == Path("/run/carteiro/lmtp") and s.submissions == ("0.0.0.0", 465)
+    assert s.queue["lifetime"] == "5d" and s.inbound["failure_policy"] == "enforce"
+
+
+def test_smtp_settings(tmp_path):
+    s = load_settings(None, tmp_path, {})
+    assert (s.smtp, s.submission, s.submissions, s.lmtp, s.lmtp_socket) == (
+        ("0.0.0.0", 25), ("0.0.0.0", 587), ("0.0.0.0", 465), None, None,
+    )  # fmt: skip
+    toml = (
+        'smtp = "off"\nlmtp = "127.0.0.1:2424"\nmax_message_size = 2048\n'
+        'dns_servers = ["127.0.0.1", "[::1]:5353", "192.0.2.1:53"]\nsend_rate = 0\n'
+        '[queue]\nretry_first = "30s"\nrelay_host = "smarthost.example.net:587"\n'
+        '[inbound]\nfailure_policy = "mark"\n'
+    )
+    s = load_settings(write(tmp_path, toml), tmp_path, {})
+    assert s.smtp is None and s.lmtp == ("127.0.0.1", 2424) and s.max_message_size == 2048
+    assert s.dns_servers == (("127.0.0.1", 53), ("::1", 5353), ("192.0.2.1", 53))
+    assert s.send_rate == 0
+
+
+@pytest.mark.parametrize(
+    ("toml", "fragment"),
+    [
+        ('dns_servers = "127.0.0.1"', "dns_servers"),
+        ('dns_servers = ["ns.example.org"]', "not an IP address"),
+        ('submission = "587"', "submission:"),
+        ("max_message_size = 10", "max_message_size"),
+        ('[queue]\nlifetime = "forever"', "queue.lifetime"),
+        ("[queue]\nbogus = 1", "queue.bogus"),
+        ('[inbound]\nfailure_policy = "shrug"', "failure_policy"),
+    ],
+)
+def test_bad_smtp_settings(tmp_path, toml, fragment):
+    with pytest.raises(ConfigError) as e:
+        load_settings(write(tmp_path, toml), tmp_path, {})
+    assert fragment in str(e.value) and "\n" not in str(e.value)
