@@ -142,8 +142,8 @@ def serve(
             "log_level": log_level,
         },
     )
-    listeners = (settings.imap, settings.imaps, settings.pop3, settings.pop3s)
-    listeners += (settings.smtp, settings.submission, settings.submissions, settings.lmtp)
+    listeners = [settings.imap, settings.imaps, settings.pop3, settings.pop3s]
+    listeners += [settings.smtp, settings.submission, settings.submissions, settings.lmtp]
     if all(x is None for x in listeners) and settings.lmtp_socket is None:
         fail("every listener is off; enable --imap, --imaps, --pop3, --smtp, ...", EXIT_USAGE)
     prepare_data_dir(settings)
