@@ -1,0 +1,1 @@
+"""SMTP: inbound, submission, outbound queue and mail authentication (SPF, DKIM, DMARC)."""
