@@ -34,6 +34,10 @@ __all__ = ["SmtpConfig", "SmtpEnvelope", "SmtpServer", "SmtpSession"]
 
 log = logging.getLogger("carteiro.smtp")
 
+# aiosmtpd logs every command line at INFO, AUTH initial responses (credentials) included;
+# Carteiro logs what matters itself and audits authentication, so only its warnings pass
+logging.getLogger("mail.log").setLevel(logging.WARNING)
+
 MiB = 1024 * 1024
 
 #: RFC 3463 default detail per reply code, for replies written without one
