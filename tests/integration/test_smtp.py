@@ -416,3 +416,20 @@ def test_banned_source_is_refused_at_connect(tmp_path: Path) -> None:
                 break
     finally:
         srv.stop()
+
+
+def test_credentials_never_reach_the_log(
+    mx: ServerThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    import base64
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    alice = mx.new_user()
+    token = base64.b64encode(f"\0{alice}\0secret".encode()).decode()
+    c = Raw(mx.submission_port)
+    c.reply()
+    c.cmd("EHLO test")
+    assert c.cmd(f"AUTH PLAIN {token}")[0].startswith(b"235 2.7.0")
+    assert c.cmd("QUIT")[0].startswith(b"221")
+    assert token not in caplog.text and "secret" not in caplog.text
