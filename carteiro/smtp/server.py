@@ -34,8 +34,8 @@ __all__ = ["SmtpConfig", "SmtpEnvelope", "SmtpServer", "SmtpSession"]
 
 log = logging.getLogger("carteiro.smtp")
 
-# aiosmtpd logs every command line at INFO, AUTH initial responses (credentials) included;
-# Carteiro logs what matters itself and audits authentication, so only its warnings pass
+# aiosmtpd logs every command line at INFO (it masks AUTH data): far too much for a busy
+# MX's log; Carteiro logs what matters itself and audits authentication
 logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 MiB = 1024 * 1024
