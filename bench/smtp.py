@@ -368,7 +368,7 @@ def _dns_main() -> None:
         f"_dmarc.{SENDER_DOMAIN}": {"TXT": ["v=DMARC1; p=reject"]},
     }
     try:  # answers that a caching resolver may keep, as real zones have
-        server = DnsServer(records, ttl=3600)  # type: ignore[call-arg]
+        server = DnsServer(records, ttl=3600)
     except TypeError:  # a DnsServer without the ttl parameter answers with TTL 60
         server = DnsServer(records)
     with server as dns:

@@ -60,7 +60,10 @@ class DnsServer:
     """A real authoritative DNS server on 127.0.0.1 (UDP and TCP, same ephemeral port), in a
     thread."""
 
-    def __init__(self, records: Records | None = None) -> None:
+    def __init__(self, records: Records | None = None, ttl: int = 0) -> None:
+        #: TTL of every answer: 0 so that resolvers that cache (carteiro's does) see
+        #: changes made by tests at once; benchmarks give a real one
+        self.ttl = ttl
         self._lock = threading.Lock()
         self._zone: dict[str, dict[str, list[dns.rdata.Rdata]]] = {}
         self._failing: set[str] = set()
@@ -247,20 +250,22 @@ class DnsServer:
                 return
             cname = types.get("CNAME")
             if cname and qtype != "CNAME":
-                response.answer.append(_rrset(name, "CNAME", cname))
+                response.answer.append(_rrset(name, "CNAME", cname, self.ttl))
                 target = cname[0].target  # type: ignore[attr-defined]
                 name, key = target, _key(target.to_text())
                 continue
             values = types.get(qtype, [])
             if values:
-                response.answer.append(_rrset(name, qtype, values))
+                response.answer.append(_rrset(name, qtype, values, self.ttl))
             return
 
 
-def _rrset(name: dns.name.Name, rtype: str, values: Sequence[dns.rdata.Rdata]) -> dns.rrset.RRset:
+def _rrset(
+    name: dns.name.Name, rtype: str, values: Sequence[dns.rdata.Rdata], ttl: int
+) -> dns.rrset.RRset:
     rrset = dns.rrset.RRset(name, dns.rdataclass.IN, dns.rdatatype.from_text(rtype))
     for value in values:
-        rrset.add(value, ttl=60)
+        rrset.add(value, ttl=ttl)
     return rrset
 
 

@@ -174,7 +174,7 @@ class _Hooks:
             return "501 5.1.3 Bad recipient address syntax"
         targets = await resolve(self.store, address)
         if targets:
-            full = await self._quota_full([t.account for t in targets], _declared_size(box))
+            full = await self._quota_full(box, [t.account for t in targets], _declared_size(box))
             if full:
                 return "452 4.2.2 Mailbox full"
             box.local[address] = [(t.account, t.mailbox) for t in targets]
@@ -201,15 +201,19 @@ class _Hooks:
                 return True
         return any(env.domain_of(a.address) == domain for a in await self.store.list_accounts())
 
-    async def _quota_full(self, accounts: Iterable[str], size: int) -> bool:
+    async def _quota_full(self, box: SmtpEnvelope, accounts: Iterable[str], size: int) -> bool:
         """True when every target account is over quota already (or would be with the
-        declared SIZE): then the recipient is refused at once, before any data."""
+        declared SIZE): then the recipient is refused at once, before any data. Notes
+        the accounts' ids in ``box`` so DATA does not look them up again."""
         full = True
         for address in accounts:
-            account = await self.store.get_account(address)
-            if account is None:
-                continue
-            q = await self.store.quota(account.id)
+            account_id = box.ids.get(address)
+            if account_id is None:
+                account = await self.store.get_account(address)
+                if account is None:
+                    continue
+                account_id = box.ids[address] = account.id
+            q = await self.store.quota(account_id)
             over_storage = (
                 q.storage_limit is not None and q.storage_used + max(size, 1) > q.storage_limit
             )
@@ -296,7 +300,9 @@ class _Hooks:
         targets = {t for address in box.local for t in box.local[address]}
 
         async def one(account: str, mailbox: str) -> None:
-            outcome[(account, mailbox)] = await self._store_one(account, mailbox, message, junk)
+            outcome[(account, mailbox)] = await self._store_one(
+                box.ids.get(account), account, mailbox, message, junk
+            )
 
         await asyncio.gather(*(one(a, m) for a, m in targets))
         replies: dict[str, str] = {}
@@ -306,17 +312,21 @@ class _Hooks:
             replies[address] = ok[0] if ok else results[0]
         return replies
 
-    async def _store_one(self, account: str, mailbox: str, message: Any, junk: bool) -> str:
-        found = await self.store.get_account(account)
-        if found is None:
-            return "550 5.1.1 No such user"
+    async def _store_one(
+        self, account_id: int | None, account: str, mailbox: str, message: Any, junk: bool
+    ) -> str:
+        if account_id is None:
+            found = await self.store.get_account(account)
+            if found is None:
+                return "550 5.1.1 No such user"
+            account_id = found.id
         box = None
         if junk:
-            box = await _special(self.store, found.id, "\\Junk")
+            box = await _special(self.store, account_id, "\\Junk")
         if box is None:
-            box = await self.store.get_mailbox(found.id, mailbox)
-        if box is None:
-            box = await self.store.get_mailbox(found.id, "INBOX")
+            box = await self.store.get_mailbox(account_id, mailbox)
+        if box is None and mailbox != "INBOX":
+            box = await self.store.get_mailbox(account_id, "INBOX")
         if box is None:
             return "450 4.2.0 Mailbox unavailable"
         try:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
 
 from carteiro.auth.service import AuthService
 from carteiro.net.limits import Lease
@@ -69,6 +69,9 @@ _DEFAULT_ENHANCED = {
     "555": "5.5.4",
 }
 _HAS_ENHANCED = re.compile(rb"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}(?: |$)")
+#: characters that send a path to aiosmtpd's full RFC 5322 parser (quoted local parts,
+#: source routes, comments, spaces); plain ``<local@domain>`` paths take the fast path
+_NOT_PLAIN = frozenset('"(),:;<>[]\\ \t')
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,8 @@ class SmtpEnvelope(Envelope):
         self.local: dict[str, list[tuple[str, str]]] = {}
         #: recipients handed to the outbound queue (submission only)
         self.remote: list[str] = []
+        #: account address → id, found at RCPT time
+        self.ids: dict[str, int] = {}
 
 
 class _Adapter:
@@ -211,6 +216,78 @@ class _Adapter:
     async def push(self, status: str | bytes) -> None:
         data = status.encode("utf-8") if isinstance(status, str) else status
         await super().push(_with_enhanced_code(data, self._in_ehlo))  # type: ignore[misc]
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's version defines a ``typing.Protocol`` class and runs the RFC 5322
+        header parser on every MAIL and RCPT (~0.2 ms each); the usual ``<local@domain>``
+        needs neither."""
+        text = arg.lstrip() if arg else ""
+        end = text.find(">")
+        if text.startswith("<") and end > 1 and not _NOT_PLAIN.intersection(text[1:end]):
+            return text[1:end], text[end + 1 :]
+        result: tuple[str | None, str | None] = super()._getaddr(arg)  # type: ignore[misc]
+        return result
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's DATA awaits ``readuntil`` once per line (~135 times for 10 KB);
+        this reads up to each ``.CRLF`` instead and removes dot-stuffing in one pass
+        (RFC 5321 §4.5.2), with the same replies for too much data (552) and too long
+        lines (500), sent after the data as aiosmtpd does."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):  # type: ignore[attr-defined]
+            return
+        envelope: Envelope = self.envelope  # type: ignore[attr-defined]
+        if not envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        reader: asyncio.StreamReader = self._reader  # type: ignore[attr-defined]
+        limit: int | None = self.data_size_limit  # type: ignore[attr-defined]
+        parts: list[bytes] = []
+        size = 0
+        tail = b""  # the last octets read, to find CRLF . CRLF across reads
+        too_much = False
+        try:
+            while True:
+                try:
+                    chunk = await reader.readuntil(b".\r\n")
+                except asyncio.LimitOverrunError as e:
+                    chunk = await reader.readexactly(e.consumed)
+                size += len(chunk)
+                if limit and size > limit + 3:
+                    too_much = True
+                    parts.clear()
+                elif not too_much:
+                    parts.append(chunk)
+                tail = (tail + chunk)[-5:]
+                if size == 3 and tail == b".\r\n" or tail == b"\r\n.\r\n":
+                    break
+        except asyncio.CancelledError:
+            self._writer.close()  # type: ignore[attr-defined]
+            raise
+        if too_much:
+            await self.push("552 Error: Too much mail data")
+            self._set_post_data_state()  # type: ignore[attr-defined]
+            return
+        data = b"".join(parts)[:-3]  # without the final ".CRLF"
+        parts.clear()
+        line_limit: int = self.line_length_limit  # type: ignore[attr-defined]
+        if len(data) > line_limit and max(map(len, data.split(b"\r\n"))) + 2 > line_limit:
+            await self.push("500 Line too long (see RFC5321 4.5.3.1.6)")
+            self._set_post_data_state()  # type: ignore[attr-defined]
+            return
+        if data.startswith(b"."):
+            data = data[1:]
+        data = data.replace(b"\r\n.", b"\r\n")
+        envelope.content = envelope.original_content = data
+        status = MISSING
+        if "DATA" in self._handle_hooks:  # type: ignore[attr-defined]
+            status = await self._call_handler_hook("DATA")  # type: ignore[attr-defined]
+        self._set_post_data_state()  # type: ignore[attr-defined]
+        await self.push("250 OK" if status is MISSING else status)
 
 
 def _with_enhanced_code(line: bytes, in_ehlo: bool) -> bytes:
