@@ -85,6 +85,35 @@ class SendRates:
             self._window(account).append(self.clock())
 
 
+class RouteCache:
+    """What one SMTP session learnt about its recipients: an MTA sends many messages to
+    the same people over one connection, and each would otherwise cost three store
+    reads (routing, quota, mailbox). It lives as long as the session; the quota itself
+    is enforced by the store's atomic append whatever this says."""
+
+    LIMIT = 512
+
+    def __init__(self) -> None:
+        self.targets: dict[str, list[Any]] = {}  # address (casefolded) → resolve() result
+        self.ids: dict[str, int] = {}  # account address → id
+        self.unlimited: set[int] = set()  # accounts without quota limits
+        self.boxes: dict[tuple[int, str], int] = {}  # (account id, mailbox) → mailbox id
+
+    def trim(self) -> None:
+        for table in (self.targets, self.ids, self.boxes):
+            if len(table) > self.LIMIT:
+                table.clear()
+        if len(self.unlimited) > self.LIMIT:
+            self.unlimited.clear()
+
+
+def _routes(session: SmtpSession) -> RouteCache:
+    if session.routes is None:
+        session.routes = RouteCache()
+    assert isinstance(session.routes, RouteCache)
+    return session.routes
+
+
 class _Hooks:
     """What the three kinds share: address routing and local delivery."""
 
@@ -172,9 +201,16 @@ class _Hooks:
             return "452 4.5.3 Too many recipients"
         if not env.valid_address(address, box.smtp_utf8):
             return "501 5.1.3 Bad recipient address syntax"
-        targets = await resolve(self.store, address)
+        routes = _routes(_session(session))
+        routes.trim()
+        targets = routes.targets.get(address.casefold())
+        if targets is None:
+            targets = await resolve(self.store, address)
+            if targets:
+                routes.targets[address.casefold()] = targets
         if targets:
-            full = await self._quota_full(box, [t.account for t in targets], _declared_size(box))
+            accounts = [t.account for t in targets]
+            full = await self._quota_full(routes, box, accounts, _declared_size(box))
             if full:
                 return "452 4.2.2 Mailbox full"
             box.local[address] = [(t.account, t.mailbox) for t in targets]
@@ -201,19 +237,27 @@ class _Hooks:
                 return True
         return any(env.domain_of(a.address) == domain for a in await self.store.list_accounts())
 
-    async def _quota_full(self, box: SmtpEnvelope, accounts: Iterable[str], size: int) -> bool:
+    async def _quota_full(
+        self, routes: RouteCache, box: SmtpEnvelope, accounts: Iterable[str], size: int
+    ) -> bool:
         """True when every target account is over quota already (or would be with the
         declared SIZE): then the recipient is refused at once, before any data. Notes
         the accounts' ids in ``box`` so DATA does not look them up again."""
         full = True
         for address in accounts:
-            account_id = box.ids.get(address)
+            account_id = routes.ids.get(address)
             if account_id is None:
                 account = await self.store.get_account(address)
                 if account is None:
                     continue
-                account_id = box.ids[address] = account.id
+                account_id = routes.ids[address] = account.id
+            box.ids[address] = account_id
+            if account_id in routes.unlimited:
+                full = False
+                continue
             q = await self.store.quota(account_id)
+            if q.storage_limit is None and q.messages_limit is None:
+                routes.unlimited.add(account_id)
             over_storage = (
                 q.storage_limit is not None and q.storage_used + max(size, 1) > q.storage_limit
             )
@@ -288,7 +332,7 @@ class _Hooks:
         )
 
     async def deliver_local(
-        self, box: SmtpEnvelope, data: bytes, junk: bool = False
+        self, session: SmtpSession, box: SmtpEnvelope, data: bytes, junk: bool = False
     ) -> dict[str, str]:
         """Stores one copy per distinct (account, mailbox) target; the message metadata
         is computed once. The reply for each recipient address."""
@@ -296,12 +340,13 @@ class _Hooks:
         stored = b"Return-Path: <" + sender.encode("utf-8", "replace") + b">\r\n" + data
         now = datetime.datetime.now(datetime.UTC).astimezone().replace(microsecond=0)
         message = await new_message(stored, frozenset(), now)
+        routes = _routes(session)
         outcome: dict[tuple[str, str], str] = {}
         targets = {t for address in box.local for t in box.local[address]}
 
         async def one(account: str, mailbox: str) -> None:
             outcome[(account, mailbox)] = await self._store_one(
-                box.ids.get(account), account, mailbox, message, junk
+                routes, box.ids.get(account), account, mailbox, message, junk
             )
 
         await asyncio.gather(*(one(a, m) for a, m in targets))
@@ -313,13 +358,36 @@ class _Hooks:
         return replies
 
     async def _store_one(
-        self, account_id: int | None, account: str, mailbox: str, message: Any, junk: bool
+        self,
+        routes: RouteCache,
+        account_id: int | None,
+        account: str,
+        mailbox: str,
+        message: Any,
+        junk: bool,
     ) -> str:
         if account_id is None:
             found = await self.store.get_account(account)
             if found is None:
                 return "550 5.1.1 No such user"
             account_id = found.id
+        place = "\\Junk" if junk else mailbox
+        box_id = routes.boxes.get((account_id, place))
+        if box_id is None:
+            box_id = await self._mailbox_id(account_id, mailbox, junk)
+            if box_id is None:
+                return "450 4.2.0 Mailbox unavailable"
+            routes.boxes[(account_id, place)] = box_id
+        try:
+            await self.store.append(box_id, [message])
+        except QuotaExceeded:
+            return "552 5.2.2 Mailbox full"
+        except NotFound:  # deleted since it was looked up
+            routes.boxes.pop((account_id, place), None)
+            return "450 4.2.0 Mailbox unavailable"
+        return "250 2.0.0 Delivered"
+
+    async def _mailbox_id(self, account_id: int, mailbox: str, junk: bool) -> int | None:
         box = None
         if junk:
             box = await _special(self.store, account_id, "\\Junk")
@@ -327,15 +395,7 @@ class _Hooks:
             box = await self.store.get_mailbox(account_id, mailbox)
         if box is None and mailbox != "INBOX":
             box = await self.store.get_mailbox(account_id, "INBOX")
-        if box is None:
-            return "450 4.2.0 Mailbox unavailable"
-        try:
-            await self.store.append(box.id, [message])
-        except QuotaExceeded:
-            return "552 5.2.2 Mailbox full"
-        except NotFound:
-            return "450 4.2.0 Mailbox unavailable"
-        return "250 2.0.0 Delivered"
+        return None if box is None else int(box.id)
 
 
 _background: set[asyncio.Task[None]] = set()
@@ -396,7 +456,7 @@ class InboundHooks(_Hooks):
             junk = verdict.action == "junk"
             data = verdict.header + strip_forged(data, self.config.hostname)
         data = self.trace(session, box, _queue_id()) + data
-        return await self.deliver_local(box, data, junk=junk)
+        return await self.deliver_local(session, box, data, junk=junk)
 
 
 class LmtpHooks(InboundHooks):
@@ -407,7 +467,7 @@ class LmtpHooks(InboundHooks):
 
     async def accept(self, session: SmtpSession, box: SmtpEnvelope, data: bytes) -> dict[str, str]:
         data = self.trace(session, box, _queue_id()) + data
-        return await self.deliver_local(box, data)
+        return await self.deliver_local(session, box, data)
 
     def _reply(self, box: SmtpEnvelope, reply: str) -> str:
         return "\r\n".join([reply] * max(1, len(box.rcpt_tos)))
@@ -574,7 +634,7 @@ class SubmissionHooks(_Hooks):
             )
             replies.update(dict.fromkeys(box.remote, "250 2.0.0 Queued"))
         if box.local:
-            replies.update(await self.deliver_local(box, data))
+            replies.update(await self.deliver_local(session, box, data))
         self.rates.record(account)
         return {r: replies[r] for r in box.rcpt_tos if r in replies}
 

@@ -108,6 +108,8 @@ class SmtpSession(Session):
         self.ssl_object: ssl.SSLObject | None = None
         self.started = time.monotonic()
         self.messages = 0
+        #: what the hooks learnt about recipients during this session (hooks.RouteCache)
+        self.routes: Any = None
 
     # aiosmtpd logs a deprecation warning on every use of this property; we do not use it
     @property
