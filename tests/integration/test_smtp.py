@@ -433,3 +433,19 @@ def test_credentials_never_reach_the_log(
     assert c.cmd(f"AUTH PLAIN {token}")[0].startswith(b"235 2.7.0")
     assert c.cmd("QUIT")[0].startswith(b"221")
     assert token not in caplog.text and "secret" not in caplog.text
+
+
+def test_quota_set_during_a_session_is_still_enforced(mx: ServerThread) -> None:
+    """The session's route cache remembers that the account had no quota; the store's
+    atomic check at DATA still refuses what does not fit."""
+    user = mx.new_user()
+    with smtp(mx.smtp_port) as client:
+        client.ehlo()
+        assert client.sendmail("a@remote.test", [user], message("a@remote.test", user)) == {}
+        used = len(inbox(mx, user)[0])
+        mx.call(mx.store.set_quota(user, storage=used + 5, messages=None))
+        assert client.mail("a@remote.test")[0] == 250
+        assert client.rcpt(user)[0] == 250  # remembered: no quota read at RCPT
+        code, text = client.data(message("a@remote.test", user, body="x" * 200))
+    assert (code, text[:5]) == (552, b"5.2.2")
+    assert len(inbox(mx, user)) == 1
