@@ -210,7 +210,7 @@ class _Hooks:
                 routes.targets[address.casefold()] = targets
         if targets:
             accounts = [t.account for t in targets]
-            full = await self._quota_full(routes, box, accounts, _declared_size(box))
+            full = await self._quota_full(routes, accounts, _declared_size(box))
             if full:
                 return "452 4.2.2 Mailbox full"
             box.local[address] = [(t.account, t.mailbox) for t in targets]
@@ -237,12 +237,10 @@ class _Hooks:
                 return True
         return any(env.domain_of(a.address) == domain for a in await self.store.list_accounts())
 
-    async def _quota_full(
-        self, routes: RouteCache, box: SmtpEnvelope, accounts: Iterable[str], size: int
-    ) -> bool:
+    async def _quota_full(self, routes: RouteCache, accounts: Iterable[str], size: int) -> bool:
         """True when every target account is over quota already (or would be with the
         declared SIZE): then the recipient is refused at once, before any data. Notes
-        the accounts' ids in ``box`` so DATA does not look them up again."""
+        the accounts' ids in ``routes`` so DATA does not look them up again."""
         full = True
         for address in accounts:
             account_id = routes.ids.get(address)
@@ -251,7 +249,6 @@ class _Hooks:
                 if account is None:
                     continue
                 account_id = routes.ids[address] = account.id
-            box.ids[address] = account_id
             if account_id in routes.unlimited:
                 full = False
                 continue
@@ -346,7 +343,7 @@ class _Hooks:
 
         async def one(account: str, mailbox: str) -> None:
             outcome[(account, mailbox)] = await self._store_one(
-                routes, box.ids.get(account), account, mailbox, message, junk
+                routes, routes.ids.get(account), account, mailbox, message, junk
             )
 
         await asyncio.gather(*(one(a, m) for a, m in targets))
@@ -492,9 +489,7 @@ class SubmissionHooks(_Hooks):
             protocol="smtp",
             address=session.address,
             tls=session.tls_version,
-            plaintext_ok=tls
-            or (bool(session.address) and self.config.is_trusted(session.address))
-            or not session.address,
+            plaintext_ok=self._tls_ok(session),
             channel_bindings=bindings,
         )
 

@@ -130,8 +130,6 @@ class SmtpEnvelope(Envelope):
         self.local: dict[str, list[tuple[str, str]]] = {}
         #: recipients handed to the outbound queue (submission only)
         self.remote: list[str] = []
-        #: account address → id, found at RCPT time
-        self.ids: dict[str, int] = {}
 
 
 class _Adapter:

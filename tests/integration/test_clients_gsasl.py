@@ -9,7 +9,6 @@ import subprocess
 
 import pytest
 
-from carteiro.auth.sasl import encode_scram_record, scram_credentials
 from tests.integration.harness import ServerThread
 
 pytestmark = [
@@ -19,23 +18,24 @@ pytestmark = [
 
 
 def gsasl(
-    server: ServerThread, mechanism: str, user: str, password: str, *extra: str
+    server: ServerThread,
+    mechanism: str,
+    user: str,
+    password: str,
+    *extra: str,
+    protocol: str = "imap",
+    port: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """GNU SASL's client over STARTTLS: ``protocol`` is "imap" or "smtp"."""
+    port = server.port if port is None else port
     return subprocess.run(
         [
-            "gsasl", "--imap", "--connect", f"127.0.0.1:{server.port}", "--starttls",
+            "gsasl", f"--{protocol}", "--connect", f"127.0.0.1:{port}", "--starttls",
             "--x509-ca-file", str(server.cert), "--mechanism", mechanism,
             "--authentication-id", user, "--password", password, "--verbose", *extra,
         ],
         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False,
     )  # fmt: skip
-
-
-@pytest.fixture
-def scram_user(server: ServerThread) -> str:
-    user = server.new_user()
-    server.call(server.store.set_scram(user, encode_scram_record(scram_credentials("secret"))))
-    return user
 
 
 def test_scram_plus_with_tls_exporter(server: ServerThread, scram_user: str) -> None:

@@ -26,8 +26,8 @@ from typing import TypeVar, cast
 
 import pytest
 
-from carteiro.auth.sasl import encode_scram_record, scram_credentials
 from tests.integration.harness import RawClient, ServerThread
+from tests.integration.test_clients_gsasl import gsasl as gsasl_client
 
 T = TypeVar("T")
 MAX_SIZE = 20000
@@ -336,21 +336,9 @@ def test_8bit_with_8bitmime_is_stored_intact(server: ServerThread, user: str) ->
 def gsasl(
     server: ServerThread, mechanism: str, user: str, password: str, *extra: str
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            "gsasl", "--smtp", "--connect", f"127.0.0.1:{server.submission_port}", "--starttls",
-            "--x509-ca-file", str(server.cert), "--mechanism", mechanism,
-            "--authentication-id", user, "--password", password, "--verbose", *extra,
-        ],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False,
-    )  # fmt: skip
-
-
-@pytest.fixture
-def scram_user(server: ServerThread) -> str:
-    user = server.new_user()
-    server.call(server.store.set_scram(user, encode_scram_record(scram_credentials("secret"))))
-    return user
+    return gsasl_client(
+        server, mechanism, user, password, *extra, protocol="smtp", port=server.submission_port
+    )
 
 
 @needs_gsasl
