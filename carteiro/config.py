@@ -96,6 +96,10 @@ class Settings:
     max_connections_per_ip: int = 20
     max_connections_per_account: int = 50
     max_concurrent_auth: int = 4
+    #: seconds a successful password verification is remembered (carteiro.auth.cache),
+    #: so repeated logins skip argon2; 0 disables. Most accounts remembered at once.
+    auth_cache_ttl: float = 300.0
+    auth_cache_size: int = 10_000
     #: the plaintext IMAP listener sits behind a load balancer speaking the PROXY
     #: protocol, accepted only from ``proxy_trusted``
     #: argon2id cost for new password hashes (RFC 9106 "low memory" profile by default)
@@ -219,6 +223,8 @@ _KEYS = frozenset(
         "max_connections_per_ip",
         "max_connections_per_account",
         "max_concurrent_auth",
+        "auth_cache_ttl",
+        "auth_cache_size",
         "imap_proxy",
         "imaps_proxy",
         "proxy_trusted",
@@ -356,9 +362,15 @@ def load_settings(
         ("max_connections_per_ip", 0),
         ("max_connections_per_account", 0),
         ("max_concurrent_auth", 1),
+        ("auth_cache_size", 0),
     ):
         if key in raw:
             values[key] = _int(raw[key], key, minimum)
+    if "auth_cache_ttl" in raw:
+        value = raw["auth_cache_ttl"]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ConfigError(f"auth_cache_ttl: expected seconds (0 turns it off), got {value!r}.")
+        values["auth_cache_ttl"] = float(value)
     for key, minimum in (
         ("argon2_time_cost", 1),
         ("argon2_memory_kib", 8192),

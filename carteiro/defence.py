@@ -15,6 +15,7 @@ from typing import Any
 from carteiro.audit.alerts import AlertDispatcher, AlertSettings, alert_settings_from_settings
 from carteiro.audit.anomalies import AnomalyPolicy, Detectors, anomaly_policy_from_settings
 from carteiro.audit.log import AuditLog
+from carteiro.auth.cache import CredentialCache
 from carteiro.auth.guard import Guard, GuardPolicy, guard_policy_from_settings
 from carteiro.auth.service import AuthService, Defence
 from carteiro.auth.tokens import TokenValidator
@@ -46,6 +47,9 @@ class SecurityOptions:
     per_account: int = 50
     concurrent_auth: int = 4
     failure_delay: float = 1.0
+    #: verified-password cache; a ttl or size of 0 turns it off
+    auth_cache_ttl: float = 300.0
+    auth_cache_size: int = 10_000
 
     @classmethod
     def from_settings(cls, settings: Settings, failure_delay: float = 1.0) -> SecurityOptions:
@@ -64,6 +68,8 @@ class SecurityOptions:
             per_account=settings.max_connections_per_account,
             concurrent_auth=settings.max_concurrent_auth,
             failure_delay=failure_delay,
+            auth_cache_ttl=settings.auth_cache_ttl,
+            auth_cache_size=settings.auth_cache_size,
         )
 
 
@@ -108,5 +114,8 @@ async def start_security(store: Store, opts: SecurityOptions) -> SecurityRuntime
         if opts.oauth_issuers
         else None
     )
-    auth = AuthService(store, defence, tokens=tokens, failure_delay=opts.failure_delay)
+    cache = None
+    if opts.auth_cache_ttl > 0 and opts.auth_cache_size > 0:
+        cache = CredentialCache(opts.auth_cache_ttl, opts.auth_cache_size)
+    auth = AuthService(store, defence, tokens=tokens, failure_delay=opts.failure_delay, cache=cache)
     return SecurityRuntime(auth, security)

@@ -9,7 +9,9 @@ app passwords with their protocol, network and expiry limits, the rule that a
 two-factor account's main password does not open mail protocols, per-account networks
 for the main password, OAuth bearer tokens, the audit log, the login history and the
 anomaly detectors. Failures look and take the same whatever the reason, so neither a
-response nor its timing reveals whether an account exists.
+response nor its timing reveals whether an account exists. A successful main-password
+verification may be remembered for a short while (:mod:`carteiro.auth.cache`) so that
+repeated logins skip argon2; every rule above is still applied on every login.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from carteiro.audit.alerts import AlertDispatcher
 from carteiro.audit.anomalies import Alert, Detectors
 from carteiro.audit.log import AuditLog
 from carteiro.auth import sasl
+from carteiro.auth.cache import CredentialCache
 from carteiro.auth.guard import Guard
 from carteiro.auth.passwords import (
     hash_password_async,
@@ -155,6 +158,7 @@ class AuthService:
         failure_delay: float = 1.0,
         scram_iterations: int = 4096,
         clock: Callable[[], float] = time.time,
+        cache: CredentialCache | None = None,
     ) -> None:
         self.store = store
         self.defence = defence
@@ -162,6 +166,10 @@ class AuthService:
         self.failure_delay = failure_delay
         self.scram_iterations = scram_iterations
         self.clock = clock
+        #: verified main passwords (:mod:`carteiro.auth.cache`); None: verify every time
+        self.cache = cache
+        #: argon2 verifications run (the dummy one for unknown accounts included)
+        self.verifications = 0
 
     # --- what to advertise ------------------------------------------------------------
     def _options(self, client: Client) -> sasl.MechanismOptions:
@@ -261,8 +269,15 @@ class AuthService:
     async def _check_password(
         self, client: Client, username: str, password: str, mechanism: str
     ) -> Authenticated | str:
-        """The account, or a reason for the audit log. Same work whatever the reason."""
+        """The account, or a reason for the audit log. Same work whatever the reason.
+
+        The credential cache is consulted only for an account whose policy admits the
+        main password from this client, and only a success is remembered: a wrong
+        password, an unknown account or a policy refusal always costs one argon2
+        verification, so neither the answer nor its timing says more than before.
+        """
         await self._pause(client, username)
+        cached = False
         async with self.defence.gate():
             creds = await self.store.credentials(username) if username else None
             if creds is not None:
@@ -273,16 +288,38 @@ class AuthService:
                         return problem
                     return Authenticated(creds.account, mechanism, "app-password", app.name, app.id)
             stored = creds.account.password_hash if creds is not None else None
-            good = await verify_password_async(stored, password)
+            if self.cache is not None and creds is not None and self._policy(creds, client) is None:
+                cached = self.cache.verified(
+                    creds.account.id, self._digest(self.cache, creds.account, password)
+                )
+            if cached:
+                good = True
+            else:
+                self.verifications += 1
+                good = await verify_password_async(stored, password)
         if creds is None or not good:
             return "credentials"
+        problem = self._policy(creds, client)
+        if problem is not None:
+            return problem
+        account = await self._upgrade_credentials(creds, password)
+        if self.cache is not None and (not cached or account is not creds.account):
+            self.cache.remember(account.id, self._digest(self.cache, account, password))
+        return Authenticated(account, mechanism, "password")
+
+    @staticmethod
+    def _digest(cache: CredentialCache, account: Account, password: str) -> bytes:
+        return cache.digest(account.id, account.address, account.password_hash, password)
+
+    @staticmethod
+    def _policy(creds: Credentials, client: Client) -> str | None:
+        """Why the account's main password may not be used by this client, or None."""
         if creds.two_factor:
             # large providers' rule: with two factors, mail clients use app passwords
             return "two-factor-needs-app-password"
         if creds.networks and not _in_networks(client.address, creds.networks):
             return "network"
-        await self._upgrade_credentials(creds, password)
-        return Authenticated(creds.account, mechanism, "password")
+        return None
 
     def _app_password_problem(self, app: AppPassword, client: Client) -> str | None:
         if app.expires is not None and app.expires <= self.clock():
@@ -293,13 +330,19 @@ class AuthService:
             return "app-password-network"
         return None
 
-    async def _upgrade_credentials(self, creds: Credentials, password: str) -> None:
+    async def _upgrade_credentials(self, creds: Credentials, password: str) -> Account:
         """After a main-password login: rehash with today's argon2 parameters, and derive
-        the SCRAM keys an account created before SCRAM lacks."""
-        address = creds.account.address
+        the SCRAM keys an account created before SCRAM lacks. Returns the account with
+        the hash now stored (the credential cache is keyed on it)."""
+        account = creds.account
+        address = account.address
         try:
-            if needs_rehash(creds.account.password_hash):
-                await self.store.set_password(address, await hash_password_async(password))
+            if needs_rehash(account.password_hash):
+                rehashed = await hash_password_async(password)
+                await self.store.set_password(address, rehashed)
+                account = dataclasses.replace(account, password_hash=rehashed)
+                if self.cache is not None:
+                    self.cache.forget(account.id)
             if creds.scram is None:
                 keys = await asyncio.to_thread(
                     sasl.scram_credentials, password, self.scram_iterations
@@ -307,6 +350,7 @@ class AuthService:
                 await self.store.set_scram(address, sasl.encode_scram_record(keys))
         except (ValueError, LookupError) as exc:  # SASLprep refusal, account just deleted
             log.info("credential upgrade for %s skipped: %s", address, exc)
+        return account
 
     async def _scram(
         self, client: Client, authcid: str, authzid: str, mechanism: str

@@ -271,6 +271,7 @@ def test_readme_configuration_example_loads(tmp_path):
     assert s.expunge_retention == 604800 and s.max_concurrent_auth == 4
     assert s.lmtp_socket == Path("/run/carteiro/lmtp") and s.submissions == ("0.0.0.0", 465)
     assert s.queue["lifetime"] == "5d" and s.inbound["failure_policy"] == "enforce"
+    assert s.auth_cache_ttl == 300 and s.auth_cache_size == 10000
 
 
 def test_smtp_settings(tmp_path):
@@ -306,3 +307,28 @@ def test_bad_smtp_settings(tmp_path, toml, fragment):
     with pytest.raises(ConfigError) as e:
         load_settings(write(tmp_path, toml), tmp_path, {})
     assert fragment in str(e.value) and "\n" not in str(e.value)
+
+
+def test_auth_cache_settings(tmp_path):
+    default = load_settings(None, tmp_path, {})
+    assert default.auth_cache_ttl == 300.0 and default.auth_cache_size == 10_000
+    s = load_settings(write(tmp_path, "auth_cache_ttl = 0\nauth_cache_size = 50\n"), tmp_path, {})
+    assert s.auth_cache_ttl == 0.0 and s.auth_cache_size == 50
+    assert load_settings(None, tmp_path, {"auth_cache_ttl": 2.5}).auth_cache_ttl == 2.5
+
+
+@pytest.mark.parametrize(
+    ("toml", "fragment"),
+    [
+        ("auth_cache_ttl = -1", "auth_cache_ttl: expected seconds"),
+        ('auth_cache_ttl = "1m"', "auth_cache_ttl: expected seconds"),
+        ("auth_cache_ttl = true", "auth_cache_ttl: expected seconds"),
+        ("auth_cache_size = -1", "too small"),
+        ("auth_cache_size = 1.5", "whole number"),
+    ],
+)
+def test_bad_auth_cache_settings(tmp_path, toml, fragment):
+    with pytest.raises(ConfigError) as e:
+        load_settings(write(tmp_path, toml + "\n"), tmp_path, {})
+    assert fragment in str(e.value)
+    assert "\n" not in str(e.value)
