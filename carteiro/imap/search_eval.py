@@ -3,7 +3,9 @@
 Three-valued: a first pass over the records (flags, sizes, dates, numbers) answers True,
 False or "unknown"; only messages still unknown have their metadata and bodies loaded
 for HEADER/BODY/TEXT/SENT* keys. ``NOT BODY x`` over a mailbox where a flag already
-decides most messages thus reads few bodies.
+decides most messages thus reads few bodies. With the store's full-text index
+(:class:`TextIndex`) the first pass also decides TEXT/BODY for every indexed message,
+so only content not indexed yet is read.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from collections.abc import Callable
 from carteiro.imap.protocol import search_keys as k
 from carteiro.imap.selected import SelectedMailbox
 from carteiro.message.meta import MessageMeta
-from carteiro.message.search import body_text, header_text, header_values
-from carteiro.store.interface import MessageRecord, ObjectInfo
+from carteiro.message.search import folded_body, folded_header, header_values
+from carteiro.store.interface import MessageRecord, ObjectInfo, TextMatches
 
 Tri = bool | None
 
@@ -32,13 +34,44 @@ class Content:
 
     def body(self) -> str:
         if self._body is None:
-            self._body = body_text(self.raw, self.meta).casefold()
+            self._body = folded_body(self.raw, self.meta)
         return self._body
 
     def header(self) -> str:
         if self._header is None:
-            self._header = header_text(self.raw, self.meta).casefold()
+            self._header = folded_header(self.raw, self.meta)
         return self._header
+
+
+class TextIndex:
+    """The full-text index's answers for the TEXT/BODY keys of one search (see
+    :meth:`carteiro.store.interface.Store.search_text`): for an indexed message the
+    key is decided without reading it; unindexed ones are left to the scan."""
+
+    def __init__(self) -> None:
+        self._answers: dict[k.TextKey, tuple[set[int], set[int]]] = {}
+
+    def add(self, key: k.TextKey, answer: TextMatches) -> None:
+        self._answers[key] = (set(answer.matches), set(answer.unindexed))
+
+    def answer(self, key: k.TextKey, uid: int) -> Tri:
+        found = self._answers.get(key)
+        if found is None or uid in found[1]:
+            return None
+        return uid in found[0]
+
+
+def text_keys(key: k.SearchKey) -> list[k.TextKey]:
+    """The distinct TEXT/BODY keys anywhere in ``key``."""
+    found: dict[k.TextKey, None] = {}
+
+    def leaf(x: k.SearchKey) -> bool:
+        if isinstance(x, k.TextKey):
+            found[x] = None
+        return False
+
+    _any(key, leaf)
+    return list(found)
 
 
 def _any(key: k.SearchKey, leaf: Callable[[k.SearchKey], bool]) -> bool:
@@ -46,9 +79,9 @@ def _any(key: k.SearchKey, leaf: Callable[[k.SearchKey], bool]) -> bool:
     if isinstance(key, k.Not):
         return _any(key.key, leaf)
     if isinstance(key, k.Or):
-        return _any(key.left, leaf) or _any(key.right, leaf)
+        return any([_any(key.left, leaf), _any(key.right, leaf)])
     if isinstance(key, k.And):
-        return any(_any(x, leaf) for x in key.keys)
+        return any([_any(x, leaf) for x in key.keys])  # a list: every key visited
     return leaf(key)
 
 
@@ -87,9 +120,11 @@ def evaluate(
     content: Content | None,
     info: ObjectInfo | None = None,
     now: float = 0.0,
+    index: TextIndex | None = None,
 ) -> Tri:
     """True/False, or None when ``content`` is needed but not given. ``info`` must be
-    given for the keys :func:`needs_info` names; ``now`` (epoch seconds) for WITHIN."""
+    given for the keys :func:`needs_info` names; ``now`` (epoch seconds) for WITHIN;
+    ``index`` answers TEXT/BODY keys for indexed messages."""
     if isinstance(key, k.All):
         return True
     if isinstance(key, k.WithinKey):
@@ -140,6 +175,10 @@ def evaluate(
         needle = key.value.casefold()
         return any(needle in v.casefold() for v in values)
     if isinstance(key, k.TextKey):
+        if index is not None:
+            known = index.answer(key, rec.uid)
+            if known is not None:
+                return known
         if content is None:
             return None
         needle = key.value.casefold()
@@ -147,20 +186,20 @@ def evaluate(
             return True
         return key.where == "TEXT" and needle in content.header()
     if isinstance(key, k.Not):
-        inner = evaluate(key.key, rec, msn, sel, content, info, now)
+        inner = evaluate(key.key, rec, msn, sel, content, info, now, index)
         return None if inner is None else not inner
     if isinstance(key, k.Or):
-        left = evaluate(key.left, rec, msn, sel, content, info, now)
+        left = evaluate(key.left, rec, msn, sel, content, info, now, index)
         if left is True:
             return True
-        right = evaluate(key.right, rec, msn, sel, content, info, now)
+        right = evaluate(key.right, rec, msn, sel, content, info, now, index)
         if right is True:
             return True
         return None if left is None or right is None else False
     if isinstance(key, k.And):
         unknown = False
         for sub in key.keys:
-            r = evaluate(sub, rec, msn, sel, content, info, now)
+            r = evaluate(sub, rec, msn, sel, content, info, now, index)
             if r is False:
                 return False
             if r is None:

@@ -75,6 +75,17 @@ def body_text(raw: bytes, meta: MessageMeta) -> str:
     return "\n".join(texts)
 
 
+def folded_header(raw: bytes, meta: MessageMeta) -> str:
+    """What SEARCH TEXT matches in the header: :func:`header_text`, case-folded. The
+    full-text index stores exactly this, so an index answer equals a scan's."""
+    return header_text(raw, meta).casefold()
+
+
+def folded_body(raw: bytes, meta: MessageMeta) -> str:
+    """What SEARCH BODY and TEXT match in the body: :func:`body_text`, case-folded."""
+    return body_text(raw, meta).casefold()
+
+
 def contains(haystack: str, needle: str) -> bool:
     """Case-insensitive substring match (full Unicode case folding)."""
     return needle.casefold() in haystack.casefold()

@@ -114,7 +114,9 @@ class MessageRecord:
 @dataclass(frozen=True, slots=True)
 class NewMessage:
     data: bytes
-    meta: bytes  # opaque, from carteiro.message (envelope, structure, part offsets)
+    #: from carteiro.message.meta (envelope, structure, part offsets); opaque to the
+    #: store except for its full-text index, which reads the text parts' offsets
+    meta: bytes
     flags: frozenset[str]
     internal_date: datetime.datetime
     #: RFC 8474 threading: the message's own Message-ID first, then the ids it refers to
@@ -129,6 +131,18 @@ class ObjectInfo:
     email_id: str  # stable for the same content, across COPY/MOVE
     thread_id: str
     save_date: datetime.datetime | None  # None for mail stored before save dates
+
+
+@dataclass(frozen=True, slots=True)
+class TextMatches:
+    """A full-text index's answer for one SEARCH TEXT/BODY needle in one mailbox
+    (see :meth:`Store.search_text`)."""
+
+    #: UIDs whose indexed text contains the needle, ascending
+    matches: list[int]
+    #: UIDs whose content is not indexed (yet, or cannot be), ascending: the caller
+    #: must decide these itself; every other UID of the mailbox does not match
+    unindexed: list[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -513,6 +527,24 @@ class Store(Protocol):
     async def object_info(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, ObjectInfo]:
         """EMAILID, THREADID and save date of the given messages (missing ones absent)."""
 
+    async def search_text(self, mailbox_id: int, needle: str, headers: bool) -> TextMatches | None:
+        """The full-text index's answer to SEARCH BODY ``needle`` (``headers`` False) or
+        SEARCH TEXT ``needle`` (True) over the whole mailbox, RFC 9051 §6.4.4.
+
+        The answer is exact and means what a scan means: ``needle.casefold()`` is a
+        substring of ``carteiro.message.search.folded_body`` (or of ``folded_header``
+        when ``headers``) of the message. Content stored but not indexed yet (the index
+        is maintained in the background, after the commit) is listed in ``unindexed``
+        for the caller to scan, so the two lists together are always complete.
+        None when the index cannot answer such a needle (SQLite: shorter than three
+        characters once case-folded); the caller then scans. NotFound is not raised:
+        an unknown mailbox has no matches."""
+
+    async def index_backlog(self) -> int:
+        """Contents waiting to be added to or removed from the full-text index. The
+        index catches up in the background whenever the store is idle, also after a
+        restart; tests and benchmarks wait for zero."""
+
     async def claim_recent(self, mailbox_id: int, upto: int | None = None) -> int:
         """Returns the first UID that is \\Recent for the calling session and moves the
         mailbox's marker past ``upto`` (the highest UID the session has seen; UIDNEXT
@@ -540,3 +572,7 @@ class Diagnostics(Protocol):
 
     async def blob_count(self) -> int:
         """Number of distinct stored message contents."""
+
+    async def indexed_count(self) -> int:
+        """Number of contents in the full-text index (including rows of deleted
+        contents not yet removed: zero once :meth:`Store.index_backlog` is)."""

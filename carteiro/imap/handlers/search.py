@@ -13,9 +13,11 @@ from carteiro.imap.protocol.sequence_set import from_numbers
 from carteiro.imap.protocol.wire import quoted
 from carteiro.imap.search_eval import (
     Content,
+    TextIndex,
     evaluate,
     needs_content,
     needs_info,
+    text_keys,
     uses_modseq,
 )
 from carteiro.message.meta import MessageMeta
@@ -42,6 +44,19 @@ def candidates(ctx: Context, key: k.SearchKey) -> list[int]:
     return uids
 
 
+async def text_index(ctx: Context, key: k.SearchKey) -> TextIndex | None:
+    """The store's full-text answers for the TEXT/BODY keys of ``key`` (None: none)."""
+    sel = ctx.session.selected
+    assert sel is not None
+    index: TextIndex | None = None
+    for text in text_keys(key):
+        answer = await ctx.store.search_text(sel.info.id, text.value, text.where == "TEXT")
+        if answer is not None:
+            index = index or TextIndex()
+            index.add(text, answer)
+    return index
+
+
 async def run_search(
     ctx: Context, cmd: c.Search, uids: list[int] | None = None
 ) -> list[tuple[int, int, int]]:
@@ -50,6 +65,7 @@ async def run_search(
     assert sel is not None
     content_needed = needs_content(cmd.key)
     with_info = needs_info(cmd.key)
+    index = await text_index(ctx, cmd.key) if content_needed else None
     now = time.time()
     hits: list[tuple[int, int, int]] = []
     if uids is None:
@@ -66,7 +82,7 @@ async def run_search(
             msn = sel.msn_of(rec.uid)
             if msn is None:
                 continue
-            r = evaluate(cmd.key, rec, msn, sel, None, infos.get(rec.uid), now)
+            r = evaluate(cmd.key, rec, msn, sel, None, infos.get(rec.uid), now, index)
             if r is True:
                 hits.append((msn, rec.uid, rec.modseq))
             elif r is None and content_needed:
@@ -82,7 +98,8 @@ async def run_search(
                     content = Content(
                         blobs[rec.blob_id], MessageMeta.from_bytes(metas[rec.blob_id])
                     )
-                    if evaluate(cmd.key, rec, msn, sel, content, infos.get(rec.uid), now):
+                    info = infos.get(rec.uid)
+                    if evaluate(cmd.key, rec, msn, sel, content, info, now, index):
                         hits.append((msn, rec.uid, rec.modseq))
     hits.sort()
     return hits

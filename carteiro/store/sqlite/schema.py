@@ -26,6 +26,7 @@ Design notes
   the same transaction as every change. Summing an account's few mailbox rows (on the
   ``(account_id, name)`` index) costs microseconds, adds no write to the message hot
   path and cannot drift from the counters STATUS reports.
+* The full-text index of SEARCH TEXT/BODY (v6) is described in fulltext.py.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from __future__ import annotations
 import sqlite3
 
 from carteiro.store.flags import DELETED, SEEN
+from carteiro.store.sqlite import fulltext
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS counters (
@@ -304,8 +306,12 @@ def migrate(conn: sqlite3.Connection) -> None:
             conn.execute("ALTER TABLE accounts ADD COLUMN pop3_new_only INTEGER")
         # v5 (issue 6: sender permissions, DKIM keys, the outbound queue) only adds
         # tables, which the script below creates
-        for statement in _statements(SCHEMA):
+        for statement in _statements(SCHEMA + fulltext.SCHEMA):
             conn.execute(statement)
+        if 1 <= version < 6:
+            # v6: the full-text index; what is stored already is indexed in the
+            # background (the writer resumes the queue at every start)
+            conn.execute(fulltext.BACKFILL)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:

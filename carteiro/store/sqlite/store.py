@@ -36,9 +36,10 @@ from carteiro.store.interface import (
     QueuedMessage,
     Quota,
     RecipientUpdate,
+    TextMatches,
 )
 from carteiro.store.notify import Notifier
-from carteiro.store.sqlite import credentials, domains, ops, outbound, retention
+from carteiro.store.sqlite import credentials, domains, fulltext, ops, outbound, retention
 from carteiro.store.sqlite.writer import Readers, Writer
 
 _RECORD_COLUMNS = "uid, flags, keywords, internal_date, tz_offset, size, modseq, blob_id"
@@ -81,7 +82,8 @@ class SqliteStore:
         self.path = Path(path)
         self.retention = retention
         self._notifier = Notifier()
-        self._writer = Writer(self.path, self._notifier.post)
+        self._writer = Writer(self.path, self._notifier.post, idle=self._index_step)
+        self._index_started = False
         self._reader_count = readers
         self._readers: Readers | None = None
 
@@ -105,6 +107,13 @@ class SqliteStore:
         if self._readers is None:
             raise RuntimeError("store is not open")
         return await self._readers.run(fn)
+
+    def _index_step(self, conn: sqlite3.Connection) -> bool:
+        """Writer thread, when idle: keeps the full-text index up to date."""
+        if not self._index_started:
+            self._index_started = True
+            fulltext.reset_failed(conn)
+        return fulltext.index_some(conn)
 
     @property
     def writer_stats(self) -> tuple[int, int]:
@@ -716,6 +725,17 @@ class SqliteStore:
         )
         return result
 
+    # --- full-text search -----------------------------------------------------------
+    async def search_text(self, mailbox_id: int, needle: str, headers: bool) -> TextMatches | None:
+        result: TextMatches | None = await self._read(
+            partial(fulltext.query, mailbox_id=mailbox_id, needle=needle, headers=headers)
+        )
+        return result
+
+    async def index_backlog(self) -> int:
+        result: int = await self._read(fulltext.backlog)
+        return result
+
     # --- notifications -------------------------------------------------------------
     def subscribe(self, account_id: int, listener: Listener) -> Callable[[], None]:
         return self._notifier.subscribe(account_id, listener)
@@ -724,6 +744,12 @@ class SqliteStore:
     async def blob_count(self) -> int:
         result: int = await self._read(
             lambda conn: conn.execute("SELECT count(*) FROM blobs").fetchone()[0]
+        )
+        return result
+
+    async def indexed_count(self) -> int:
+        result: int = await self._read(
+            lambda conn: conn.execute("SELECT count(*) FROM search_text").fetchone()[0]
         )
         return result
 
@@ -777,4 +803,5 @@ def check_database(conn: sqlite3.Connection) -> list[str]:
         "SELECT b.id, b.sha256, length(b.data), b.size FROM blobs b WHERE length(b.data) != b.size"
     ):
         problems.append(f"blob {row[0]}: size mismatch")
+    problems.extend(fulltext.check(conn))
     return problems

@@ -63,10 +63,17 @@ class Writer:
     """One thread, one connection, group commit."""
 
     def __init__(
-        self, path: Path, on_commit: Callable[[Events], None], max_batch: int = MAX_BATCH
+        self,
+        path: Path,
+        on_commit: Callable[[Events], None],
+        max_batch: int = MAX_BATCH,
+        idle: Callable[[sqlite3.Connection], bool] | None = None,
     ) -> None:
+        """``idle(conn)``: a bounded step of background work, run inside a transaction
+        when the queue is empty; returns whether more work remains."""
         self._path = path
         self._on_commit = on_commit
+        self._idle = idle
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Op[Any] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -120,10 +127,19 @@ class Writer:
         ckpt.start()
         try:
             stop = False
+            busy = self._idle is not None  # resume background work left at the last stop
             while not stop:
-                first = self._queue.get()
+                if busy:
+                    try:
+                        first = self._queue.get_nowait()
+                    except queue.Empty:
+                        busy = self._idle_step(conn)
+                        continue
+                else:
+                    first = self._queue.get()
                 if first is None:
                     break
+                busy = self._idle is not None  # this batch may have queued some
                 batch: list[_Op[Any]] = [first]
                 while len(batch) < self._max_batch:
                     try:
@@ -167,6 +183,21 @@ class Writer:
                     log.exception("sqlite store: checkpoint failed")
         finally:
             conn.close()
+
+    def _idle_step(self, conn: sqlite3.Connection) -> bool:
+        assert self._idle is not None
+        conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            more = self._idle(conn)
+            conn.execute("COMMIT")
+            return more
+        except Exception:
+            log.exception("sqlite store: background work failed")
+            self._rollback(conn)
+            return False  # retried after the next batch, never in a hot loop
+        finally:
+            conn.execute("PRAGMA synchronous = FULL")
 
     @staticmethod
     def _rollback(conn: sqlite3.Connection) -> None:
