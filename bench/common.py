@@ -165,27 +165,51 @@ def fresh_copy(pristine: Path) -> Path:
     return run
 
 
+POPULATE_START = datetime.datetime(2022, 1, 1, tzinfo=datetime.UTC)
+
+
+def populated_flags(i: int, count: int) -> frozenset[str]:
+    """Flags of message ``i`` of ``count`` in the populated INBOX: the newest 3 % unread,
+    some answered, flagged or with a keyword."""
+    f = set()
+    if i < count * 0.97:
+        f.add("\\Seen")
+    if i % 17 == 0:
+        f.add("\\Answered")
+    if i % 50 == 0:
+        f.add("\\Flagged")
+    if i % 400 == 0:
+        f.add("$Label1")
+    return frozenset(f)
+
+
+def populated_date(i: int, count: int) -> datetime.datetime:
+    """Internal date of message ``i``: spread over three years."""
+    step = datetime.timedelta(seconds=max(1, (3 * 365 * 86400) // max(count, 1)))
+    return POPULATE_START + i * step
+
+
+def populated_inbox(
+    samples: Sequence[bytes], count: int
+) -> Iterator[tuple[bytes, frozenset[str], datetime.datetime]]:
+    """The populated INBOX, message by message (the same for every server under test)."""
+    for i in range(count):
+        yield variant(samples, i), populated_flags(i, count), populated_date(i, count)
+
+
+def populated_idle(samples: Sequence[bytes]) -> list[bytes]:
+    """The small mailbox ``Idle`` (20 messages, all \\Seen, dated POPULATE_START)."""
+    return [variant(samples, i, "i") for i in range(20)]
+
+
 def _populate_main(data_dir: str, count: int) -> None:
     from carteiro.message.meta import analyse
     from carteiro.store.interface import NewMessage
     from carteiro.store.sqlite import SqliteStore
 
     samples = sample_messages()
-    start = datetime.datetime(2022, 1, 1, tzinfo=datetime.UTC)
-    step = datetime.timedelta(seconds=max(1, (3 * 365 * 86400) // max(count, 1)))
+    start = POPULATE_START
     batch_size = 500
-
-    def flags_for(i: int) -> frozenset[str]:
-        f = set()
-        if i < count * 0.97:  # the newest 3 % unread, the rest read
-            f.add("\\Seen")
-        if i % 17 == 0:
-            f.add("\\Answered")
-        if i % 50 == 0:
-            f.add("\\Flagged")
-        if i % 400 == 0:
-            f.add("$Label1")
-        return frozenset(f)
 
     async def run() -> None:
         store = SqliteStore(Path(data_dir) / "carteiro.db")
@@ -196,21 +220,21 @@ def _populate_main(data_dir: str, count: int) -> None:
             inbox = await store.get_mailbox(account.id, "INBOX")
             assert inbox is not None
             idle = await store.create_mailbox(account.id, IDLE_MAILBOX)
-            small = [variant(samples, i, "i") for i in range(20)]
+            small = populated_idle(samples)
             await store.append(
                 idle.id,
                 [NewMessage(m, analyse(m).to_bytes(), frozenset({"\\Seen"}), start) for m in small],
             )
             t0 = time.perf_counter()
-            for first in range(0, count, batch_size):
-                batch = []
-                for i in range(first, min(count, first + batch_size)):
-                    data = variant(samples, i)
-                    batch.append(
-                        NewMessage(data, analyse(data).to_bytes(), flags_for(i), start + i * step)
-                    )
+            done = 0
+            batch: list[NewMessage] = []
+            for data, flags, date in populated_inbox(samples, count):
+                batch.append(NewMessage(data, analyse(data).to_bytes(), flags, date))
+                if len(batch) < batch_size and done + len(batch) < count:
+                    continue
                 await store.append(inbox.id, batch)
-                done = first + len(batch)
+                done += len(batch)
+                batch = []
                 if done % 20000 == 0 or done == count:
                     rate = done / (time.perf_counter() - t0)
                     print(f"  populated {done:,}/{count:,} ({rate:,.0f} msg/s)", flush=True)
@@ -227,19 +251,31 @@ class ServerProcess:
     started = 0
 
     def __init__(
-        self, data_dir: Path, env: dict[str, str] | None = None, *, pop3: bool = False
+        self,
+        data_dir: Path,
+        env: dict[str, str] | None = None,
+        *,
+        pop3: bool = False,
+        imaps: bool = False,
+        lmtp: bool = False,
+        config_extra: str = "",
     ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.pop3_port = free_port() if pop3 else 0
+        self.imaps_port = free_port() if imaps else 0
+        self.lmtp_port = free_port() if lmtp else 0
         extra = ["--pop3", f"127.0.0.1:{self.pop3_port}"] if pop3 else []
+        extra += ["--imaps", f"127.0.0.1:{self.imaps_port}" if imaps else "off"]
+        if lmtp:
+            extra += ["--lmtp", f"127.0.0.1:{self.lmtp_port}"]
         ServerProcess.started += 1
         self.log_path = data_dir.parent / f"server-{ServerProcess.started}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115
         # one account opens a thousand sessions here: lift the per-account connection
         # limit (50 by default); everything else is the shipped configuration
         config = data_dir.parent / "bench.toml"
-        config.write_text("max_connections_per_account = 0\n")
+        config.write_text("max_connections_per_account = 0\n" + config_extra)
         self.proc = subprocess.Popen(
             [
                 CARTEIRO,
@@ -250,8 +286,6 @@ class ServerProcess:
                 str(data_dir),
                 "--imap",
                 f"127.0.0.1:{self.port}",
-                "--imaps",
-                "off",
                 "--smtp",
                 "off",
                 "--submission",

@@ -1,0 +1,492 @@
+"""Carteiro and Dovecot side by side, same machine, same run, same users, same mail.
+
+    .venv/bin/python bench/compare.py                 # every workload (about 20 minutes)
+    .venv/bin/python bench/compare.py --quick         # a smoke run (about 4 minutes)
+    .venv/bin/python bench/compare.py --only mixed,bigmailbox
+
+Workloads (see bench/README.md): ``mixed`` (the mixed IMAP workload at 10, 50 and 200
+clients, with credential caches, and at 10 clients without), ``bigmailbox`` (SELECT,
+FETCH 1:* (FLAGS), UID FETCH ENVELOPE+BODYSTRUCTURE of 10,000, SEARCH UNSEEN, SEARCH TEXT
+on 100,000 messages), ``idle`` (memory and CPU of 1,000 and 10,000 sessions in IDLE),
+``delivery`` (10,000 messages over LMTP until all are visible over IMAP), ``tls``
+(handshakes per second on the implicit-TLS port) and ``qresync`` (reconnect after 100
+changes). Results go to ``bench/results/<timestamp>.md`` and ``.json`` (not committed).
+
+Both servers are started here, on free ports of 127.0.0.1, and stopped by PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import loadgen  # noqa: E402
+from common import (  # noqa: E402
+    CARTEIRO,
+    PASSWORD,
+    PYTHON,
+    ROOT,
+    USER,
+    ServerProcess,
+    ensure_populated,
+    populated_date,
+    populated_flags,
+    populated_idle,
+    populated_inbox,
+    proc_cpu,
+    raise_fd_limit,
+    sample_messages,
+    variant,
+)
+
+WORK = Path("/tmp/carteiro-compare")
+RESULTS = ROOT / "bench" / "results"
+LOAD_USERS = 50
+LOAD_USER_FMT = "load{n}@example.org"
+LOAD_MESSAGES = 100  # preloaded into each load user's INBOX
+COMPARE_VERSION = 1  # bump when the preloaded content changes
+
+
+def load_users() -> list[str]:
+    return [LOAD_USER_FMT.format(n=n) for n in range(LOAD_USERS)]
+
+
+def load_inbox(samples: list[bytes]) -> Iterator[tuple[bytes, frozenset[str], datetime.datetime]]:
+    for i in range(LOAD_MESSAGES):
+        yield (
+            variant(samples, i, "L"),
+            populated_flags(i, LOAD_MESSAGES),
+            populated_date(i, LOAD_MESSAGES),
+        )
+
+
+def password_hash() -> str:
+    """One argon2id hash made by Carteiro's own hasher (t=3, m=64 MiB, p=4), used verbatim
+    by both servers: same scheme, same cost."""
+    cached = WORK / "password-hash"
+    if cached.exists():
+        return cached.read_text().strip()
+    out = subprocess.run(
+        [PYTHON, "-c", "import sys; from carteiro.auth.passwords import hash_password as h;"
+         " print(h(sys.argv[1]))", PASSWORD],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    WORK.mkdir(parents=True, exist_ok=True)
+    cached.write_text(out + "\n")
+    return out
+
+
+# --- the two servers -----------------------------------------------------------------
+class Target(Protocol):
+    name: str
+    imap_port: int
+    imaps_port: int
+    lmtp_port: int
+    pid: int
+
+    def cpu(self) -> float: ...
+    def pss_kib(self) -> int: ...
+    def settings(self) -> dict[str, str]: ...
+    def stop(self) -> None: ...
+
+
+def tree_pss_kib(pid: int) -> int:
+    from dovecot import tree_pss_kib as f
+
+    return int(f(pid))
+
+
+def _carteiro_pristine(messages: int, log: Callable[[str], None]) -> Path:
+    """The big-mailbox data dir (common.ensure_populated) plus the load users."""
+    big, _ = ensure_populated(messages, log)
+    pristine = WORK / f"carteiro-{messages}"
+    stamp = pristine / "READY"
+    want = f"v{COMPARE_VERSION} n={messages}"
+    if stamp.exists() and stamp.read_text().strip() == want:
+        return pristine
+    if pristine.exists():
+        shutil.rmtree(pristine)
+    log(f"preparing Carteiro data in {pristine} ...")
+    shutil.copytree(big, pristine)
+    subprocess.run(
+        [PYTHON, __file__, "populate-carteiro", str(pristine), password_hash()],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+        timeout=1800,
+    )
+    stamp.write_text(want + "\n")
+    return pristine
+
+
+def _populate_carteiro_main(data_dir: str, hashed: str) -> None:
+    from carteiro.message.meta import analyse
+    from carteiro.store.interface import NewMessage
+    from carteiro.store.sqlite import SqliteStore
+
+    samples = sample_messages()
+
+    async def run() -> None:
+        store = SqliteStore(Path(data_dir) / "carteiro.db")
+        await store.open()
+        try:
+            for user in load_users():
+                account = await store.create_account(user, hashed)
+                inbox = await store.get_mailbox(account.id, "INBOX")
+                assert inbox is not None
+                await store.append(
+                    inbox.id,
+                    [
+                        NewMessage(m, analyse(m).to_bytes(), flags, date)
+                        for m, flags, date in load_inbox(samples)
+                    ],
+                )
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+class CarteiroTarget:
+    name = "Carteiro"
+
+    def __init__(self, pristine: Path, *, cache: bool, max_sessions: int) -> None:
+        run = WORK / "carteiro-run"
+        if run.exists():
+            shutil.rmtree(run)
+        shutil.copytree(pristine, run)
+        (run / "READY").unlink(missing_ok=True)
+        self._settings = {
+            "store": "SQLite (embedded default)",
+            "password scheme": "argon2id t=3 m=64MiB p=4 (same hash string as Dovecot)",
+            "max_connections_per_account": "0 (unlimited; default 50)",
+            "auth_cache_ttl": "60 (default)" if cache else "0 (cache off)",
+        }
+        extra = "" if cache else "auth_cache_ttl = 0\n"
+        self.server = ServerProcess(run, imaps=True, lmtp=True, config_extra=extra)
+        self.imap_port = self.server.port
+        self.imaps_port = self.server.imaps_port
+        self.lmtp_port = self.server.lmtp_port
+        self.pid = self.server.pid
+        self.data_dir = run
+
+    def cpu(self) -> float:
+        return proc_cpu(self.pid)
+
+    def pss_kib(self) -> int:
+        return tree_pss_kib(self.pid)
+
+    def settings(self) -> dict[str, str]:
+        return self._settings
+
+    def cert(self) -> tuple[Path, Path]:
+        return self.data_dir / "tls" / "cert.pem", self.data_dir / "tls" / "key.pem"
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def _dovecot_pristine(messages: int, log: Callable[[str], None]) -> Path:
+    """Dovecot's users and maildirs, with the same mail as Carteiro's."""
+    from dovecot import write_maildir
+
+    root = WORK / f"dovecot-{messages}"
+    stamp = root / "READY"
+    want = f"v{COMPARE_VERSION} n={messages}"
+    if stamp.exists() and stamp.read_text().strip() == want:
+        return root
+    if root.exists():
+        shutil.rmtree(root)
+    log(f"preparing Dovecot maildirs in {root} ...")
+    samples = sample_messages()
+    t0 = time.perf_counter()
+
+    def ts(items: Iterator[tuple[bytes, frozenset[str], datetime.datetime]]) -> Any:
+        return ((m, f, d.timestamp()) for m, f, d in items)
+
+    home = root / "home"
+    write_maildir(home / USER / "Maildir", ts(populated_inbox(samples, messages)))
+    start = populated_date(0, 1).timestamp()
+    write_maildir(
+        home / USER / "Maildir",
+        ((m, frozenset({"\\Seen"}), start) for m in populated_idle(samples)),
+        folder="Idle",
+    )
+    for user in load_users():
+        write_maildir(home / user / "Maildir", ts(load_inbox(samples)))
+    log(f"  maildirs written in {time.perf_counter() - t0:.0f} s")
+    stamp.write_text(want + "\n")
+    return root
+
+
+class DovecotTarget:
+    name = "Dovecot"
+
+    def __init__(self, pristine: Path, *, cache: bool, max_sessions: int, cert: tuple[Path, Path]):
+        from dovecot import Dovecot, DovecotUser
+
+        run = WORK / "dovecot-run"
+        if run.exists():
+            shutil.rmtree(run)
+        run.mkdir(parents=True)
+        hashed = password_hash()
+        users = [DovecotUser(u, hashed) for u in [USER, *load_users()]]
+        self.dc = Dovecot(
+            run,
+            users,
+            auth_cache=cache,
+            tls_cert=cert[0],
+            tls_key=cert[1],
+            max_sessions=max_sessions,
+            lmtp=True,
+        )
+        for user in [USER, *load_users()]:
+            dest = self.dc.maildir(user)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.exists():
+                shutil.rmtree(dest)
+            subprocess.run(
+                ["cp", "-a", str(pristine / "home" / user / "Maildir"), str(dest)], check=True
+            )
+        self.dc.start()
+        self.imap_port = self.dc.imap_port
+        self.imaps_port = self.dc.imaps_port
+        self.lmtp_port = self.dc.lmtp_port
+        self.pid = self.dc.pid
+
+    def cpu(self) -> float:
+        return float(self.dc.cpu())
+
+    def pss_kib(self) -> int:
+        return int(self.dc.pss_kib())
+
+    def settings(self) -> dict[str, str]:
+        return dict(self.dc.settings())
+
+    def stop(self) -> None:
+        self.dc.stop()
+
+
+# --- results -------------------------------------------------------------------------
+@dataclass
+class Results:
+    started: str
+    quick: bool
+    machine: dict[str, Any]
+    settings: dict[str, dict[str, str]] = field(default_factory=dict)
+    workloads: dict[str, Any] = field(default_factory=dict)
+    tables: list[str] = field(default_factory=list)
+
+    def table(self, title: str, header: list[str], rows: list[list[str]], notes: str = "") -> None:
+        out = [f"### {title}", "", "| " + " | ".join(header) + " |"]
+        out.append("|" + "|".join("---" for _ in header) + "|")
+        out += ["| " + " | ".join(r) + " |" for r in rows]
+        if notes:
+            out += ["", notes]
+        text = "\n".join(out) + "\n"
+        self.tables.append(text)
+        print("\n" + text, flush=True)
+
+
+def ratio(a: float, b: float) -> str:
+    if not b or a != a or b != b:
+        return "n/a"
+    return f"{a / b:.2f}x"
+
+
+# --- workload 1: the mixed workload ---------------------------------------------------
+def run_mixed_on(target: Target, clients: int, duration: float) -> dict[str, Any]:
+    cpu0 = target.cpu()
+    marks: dict[str, float] = {}
+
+    def on_start(start: float, end: float) -> None:
+        marks["cpu0"] = target.cpu()
+
+    s = loadgen.run_mixed(
+        target.imap_port,
+        load_users(),
+        PASSWORD,
+        clients=clients,
+        duration=duration,
+        procs=2,
+        on_start=on_start,
+    )
+    s["server_cpu_s"] = target.cpu() - marks.get("cpu0", cpu0)
+    s["server_cpu_ms_per_command"] = 1000 * s["server_cpu_s"] / max(1, s["commands"])
+    s["server_pss_mib"] = target.pss_kib() / 1024
+    print(f"  {target.name}: " + loadgen.format_summary(s).replace("\n", "\n  "), flush=True)
+    return s
+
+
+def mixed_rows(res: Results, label: str, c: dict[str, Any], d: dict[str, Any]) -> list[list[str]]:
+    rows = [
+        [
+            f"{label}: commands/s",
+            f"{c['commands_per_s']:,.0f}",
+            f"{d['commands_per_s']:,.0f}",
+            ratio(c["commands_per_s"], d["commands_per_s"]),
+        ],
+        [
+            f"{label}: p50 / p99 latency (ms)",
+            f"{c['p50_ms']:.2f} / {c['p99_ms']:.2f}",
+            f"{d['p50_ms']:.2f} / {d['p99_ms']:.2f}",
+            ratio(d["p99_ms"], c["p99_ms"]) + " (p99, Dovecot/Carteiro)",
+        ],
+        [
+            f"{label}: server CPU s per 1,000 commands",
+            f"{c['server_cpu_ms_per_command']:.2f}",
+            f"{d['server_cpu_ms_per_command']:.2f}",
+            ratio(d["server_cpu_ms_per_command"], c["server_cpu_ms_per_command"]),
+        ],
+        [
+            f"{label}: server memory (PSS, MiB)",
+            f"{c['server_pss_mib']:.0f}",
+            f"{d['server_pss_mib']:.0f}",
+            "",
+        ],
+        [
+            f"{label}: generator errors / generator CPU s",
+            f"{c['errors']} / {c['generator_cpu_s']:.1f}",
+            f"{d['errors']} / {d['generator_cpu_s']:.1f}",
+            "",
+        ],
+    ]
+    for name in ("APPEND", "FETCH(body)", "LOGIN", "SELECT"):
+        pc, pd = c["per_command"].get(name), d["per_command"].get(name)
+        if pc and pd:
+            rows.append(
+                [
+                    f"{label}: {name} p50 / p99 (ms)",
+                    f"{pc['p50_ms']:.2f} / {pc['p99_ms']:.2f}",
+                    f"{pd['p50_ms']:.2f} / {pd['p99_ms']:.2f}",
+                    ratio(pd["p50_ms"], pc["p50_ms"]) + " (p50)",
+                ]
+            )
+    return rows
+
+
+# --- driver ---------------------------------------------------------------------------
+WORKLOADS = ("mixed", "bigmailbox", "idle", "delivery", "tls", "qresync")
+
+
+class Suite:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.quick = args.quick
+        self.messages = args.messages or (10_000 if args.quick else 100_000)
+        self.res = Results(
+            started=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            quick=self.quick,
+            machine={
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "kernel": platform.release(),
+                "dovecot": subprocess.run(
+                    ["dovecot", "--version"], capture_output=True, text=True
+                ).stdout.strip()
+                if shutil.which("dovecot")
+                else "not installed",
+            },
+        )
+        self.carteiro_pristine = _carteiro_pristine(self.messages, print)
+        self.dovecot_pristine = _dovecot_pristine(self.messages, print)
+
+    def servers(self, *, cache: bool = True, max_sessions: int = 1000) -> tuple[Target, Target]:
+        c = CarteiroTarget(self.carteiro_pristine, cache=cache, max_sessions=max_sessions)
+        try:
+            d = DovecotTarget(
+                self.dovecot_pristine, cache=cache, max_sessions=max_sessions, cert=c.cert()
+            )
+        except BaseException:
+            c.stop()
+            raise
+        key = "with caches" if cache else "without caches"
+        self.res.settings.setdefault(f"Carteiro ({key})", c.settings())
+        self.res.settings.setdefault(f"Dovecot ({key})", d.settings())
+        return c, d
+
+    def mixed(self) -> None:
+        duration = self.args.duration or (8.0 if self.quick else 30.0)
+        counts = [10, 50] if self.quick else [10, 50, 200]
+        rows: list[list[str]] = []
+        out: dict[str, Any] = {}
+        for cache in (True, False):
+            c, d = self.servers(cache=cache)
+            try:
+                for n in counts if cache else [10]:
+                    label = f"{n} clients" + ("" if cache else ", no caches")
+                    print(f"mixed workload, {label} ...", flush=True)
+                    rc = run_mixed_on(c, n, duration)
+                    rd = run_mixed_on(d, n, duration)
+                    out[label] = {"carteiro": rc, "dovecot": rd}
+                    rows += mixed_rows(self.res, label, rc, rd)
+            finally:
+                c.stop()
+                d.stop()
+        self.res.workloads["mixed"] = out
+        self.res.table(
+            "Mixed workload",
+            ["", "Carteiro", "Dovecot", "ratio"],
+            rows,
+            f"Each loop: LOGIN, LIST, STATUS, SELECT, UID FETCH new (FLAGS + 5 header fields),"
+            f" UID FETCH BODY.PEEK[], UID STORE, APPEND, UID STORE \\Deleted + EXPUNGE,"
+            f" LOGOUT; {duration:.0f} s per run; {LOAD_USERS} users.",
+        )
+
+    def run(self) -> int:
+        only = self.args.only.split(",") if self.args.only else list(WORKLOADS)
+        for name in only:
+            getattr(self, name)()
+        return self.write()
+
+    def write(self) -> int:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        stamp = self.res.started.replace(":", "").replace("-", "")
+        md = [
+            f"# Carteiro vs Dovecot, {self.res.started}" + (" (quick)" if self.quick else ""),
+            "",
+            "Machine: " + ", ".join(f"{k} {v}" for k, v in self.res.machine.items()),
+            "",
+            *self.res.tables,
+            "## Settings",
+            "",
+        ]
+        for who, settings in self.res.settings.items():
+            md.append(f"**{who}**: " + "; ".join(f"`{k}` = {v}" for k, v in settings.items()))
+            md.append("")
+        (RESULTS / f"{stamp}.md").write_text("\n".join(md))
+        (RESULTS / f"{stamp}.json").write_text(json.dumps(self.res.__dict__, indent=1))
+        print(f"\nresults: {RESULTS / stamp}.md and .json")
+        return 0
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "populate-carteiro":
+        _populate_carteiro_main(sys.argv[2], sys.argv[3])
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", default="", help=",".join(WORKLOADS))
+    ap.add_argument("--messages", type=int, default=0)
+    ap.add_argument("--duration", type=float, default=0.0, help="seconds per mixed run")
+    args = ap.parse_args()
+    raise_fd_limit(65536)
+    return Suite(args).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
