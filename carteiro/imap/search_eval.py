@@ -60,6 +60,21 @@ class TextIndex:
             return None
         return uid in found[0]
 
+    def possible(self, key: k.SearchKey) -> set[int] | None:
+        """UIDs that may match ``key`` (a superset of the matches; None: any may), so
+        that only these are evaluated: ``TEXT x`` over 100,000 messages loads the
+        records of the few that contain x (and of those not indexed), not all."""
+        if isinstance(key, k.TextKey):
+            found = self._answers.get(key)
+            return None if found is None else found[0] | found[1]
+        if isinstance(key, k.And):
+            sets = [s for s in (self.possible(x) for x in key.keys) if s is not None]
+            return set.intersection(*sets) if sets else None
+        if isinstance(key, k.Or):
+            left, right = self.possible(key.left), self.possible(key.right)
+            return None if left is None or right is None else left | right
+        return None
+
 
 def text_keys(key: k.SearchKey) -> list[k.TextKey]:
     """The distinct TEXT/BODY keys anywhere in ``key``."""

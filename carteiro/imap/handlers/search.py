@@ -70,6 +70,8 @@ async def run_search(
     hits: list[tuple[int, int, int]] = []
     if uids is None:
         uids = list(sel.uids)
+    if index is not None and (possible := index.possible(cmd.key)) is not None:
+        uids = [u for u in uids if u in possible]
     for start in range(0, len(uids), CHUNK * 4):
         ctx.progress(start, len(uids))
         chunk = uids[start : start + CHUNK * 4]

@@ -33,6 +33,7 @@ import sqlite3
 import time
 import zlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from carteiro.message.meta import MessageMeta
@@ -247,3 +248,13 @@ def check(conn: sqlite3.Connection) -> list[str]:
     ):
         problems.append(f"search index: rows of deleted blob {blob_id} kept")
     return problems
+
+
+def backlog_at(path: Path) -> int:
+    """:func:`backlog` of the database at ``path``, read-only (for a benchmark watching
+    a server process catch up)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return backlog(conn)
+    finally:
+        conn.close()
