@@ -250,3 +250,89 @@ def test_schema_v3_database_gets_credential_columns(tmp_path: Path) -> None:
             await store.close()
 
     asyncio.run(run())
+
+
+def test_schema_v5_database_gets_the_search_index(tmp_path: Path) -> None:
+    """A database from before the full-text index opens at once; its mail is indexed in
+    the background and searched completely meanwhile."""
+    import time
+
+    from carteiro.message.meta import analyse
+    from carteiro.store.interface import TextMatches
+    from carteiro.store.sqlite import schema
+
+    path = tmp_path / "v5.sqlite"
+    write_old_schema(path, 5)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("INSERT INTO accounts (id, address, password_hash) VALUES (1, 'o@x.org', 'h')")
+    conn.execute(
+        "INSERT INTO mailboxes (id, account_id, name, uidvalidity) VALUES (1, 1, 'INBOX', 7)"
+    )
+    for uid in range(1, 201):
+        body = b"Subject: old %d\r\n\r\nan old letter, number %d\r\n" % (uid, uid)
+        conn.execute(
+            "INSERT INTO blobs (sha256, size, meta, data) VALUES (?, ?, ?, ?)",
+            (uid.to_bytes(32, "big"), len(body), analyse(body).to_bytes(), body),
+        )
+        conn.execute(
+            "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, tz_offset,"
+            " size, blob_id) VALUES (1, ?, 1, 0, 0, 0, ?, ?)",
+            (uid, len(body), uid),
+        )
+    conn.execute("UPDATE mailboxes SET uidnext = 201, highest_modseq = 2")
+    conn.close()
+
+    async def run() -> None:
+        store = SqliteStore(path)
+        await store.open()
+        try:
+            answer = await store.search_text(1, "NUMBER 17", False)
+            assert answer is not None
+            want = [17, *range(170, 180)]
+            assert set(want) <= set(answer.matches) | set(answer.unindexed)
+            deadline = time.monotonic() + 30
+            while await store.index_backlog():
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.005)
+            assert await store.search_text(1, "NUMBER 17", False) == TextMatches(want, [])
+            assert await store.search_text(1, "old 17", False) == TextMatches([], [])
+            assert await store.indexed_count() == 200
+            assert await store.check() == []
+        finally:
+            await store.close()
+        check = sqlite3.connect(path)
+        assert check.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+        check.close()
+
+    asyncio.run(run())
+
+
+def test_search_index_text_extraction() -> None:
+    """What the index stores is exactly what the scan searches; what it cannot store
+    exactly is left out (and scanned)."""
+    import base64
+
+    from carteiro.imap.search_eval import Content
+    from carteiro.message.meta import analyse
+    from carteiro.store.sqlite import fulltext
+
+    raw = (
+        b"Subject: =?utf-8?q?Stra=C3=9Fe?=\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.b64encode("ΣΊΣΥΦΟΣ ﬁne".encode())
+    )
+    meta = analyse(raw)
+    content = Content(raw, meta)
+    assert fulltext.extract(raw, meta.to_bytes()) == (content.header(), content.body())
+    assert content.header().startswith("subject: strasse\n")
+    assert content.body() == "σίσυφοσ fine"  # full folding: final sigma too
+    assert (
+        fulltext.extract(
+            b"Subject: x\r\n\r\na\x00b\r\n", analyse(b"Subject: x\r\n\r\na\x00b\r\n").to_bytes()
+        )
+        is None
+    )
+    assert fulltext.extract(raw, b"not metadata") is None
+    packed = fulltext._pack("h\u00e9ader", "body\n\u65e5")
+    assert fulltext._unpack(packed) == ("h\u00e9ader", "body\n\u65e5")
+    assert fulltext._terms("abcab") == ["abc", "bca", "cab"]
+    assert len(fulltext._terms("x" * 10 + "".join(chr(0x4E00 + i) for i in range(100)))) == 24

@@ -8,6 +8,8 @@ from carteiro.message.search import (
     address_text,
     body_text,
     contains,
+    folded_body,
+    folded_header,
     header_text,
     header_values,
 )
@@ -87,3 +89,15 @@ def test_non_multipart_body_text() -> None:
     assert body_text(raw, analyse(raw)) == "hello wörld"
     raw = b"Content-Type: image/png\r\n\r\nPNG"
     assert body_text(raw, analyse(raw)) == ""
+
+
+def test_folded_text_is_what_search_matches() -> None:
+    """The full-text index stores folded_header/folded_body: the scan's text, casefolded
+    (full Unicode folding, so ß matches ss), decoded from QP, base64 and RFC 2047."""
+    head, body = folded_header(RAW, META), folded_body(RAW, META)
+    assert head == header_text(RAW, META).casefold()
+    assert body == body_text(RAW, META).casefold()
+    assert "subject: caféé end" in head and "from: josé silva <jose@example.pt>" in head
+    assert "olá mundo!" in body and "<p>grüsse</p>" in body and "nested words" in body
+    assert "secret-binary" not in body  # not a text part
+    assert all(contains(head + body, n) == (n.casefold() in head + body) for n in ("GRÜSSE", "ß"))
