@@ -50,6 +50,10 @@ MAX_TEXT = 4 << 20
 BUDGET = 0.008
 #: at most this many trigrams are looked up per needle (a longer needle is verified)
 MAX_TERMS = 24
+#: index pages one background step may merge (FTS5 'merge'), and the segment count
+#: on one level at which FTS5 would merge inside an insert regardless
+MERGE_PAGES = 64
+CRISIS = 256
 
 SCHEMA = """
 CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(
@@ -117,9 +121,14 @@ def _fts_text(header: str, body: str) -> str:
 
 
 # --- writer side ---------------------------------------------------------------------
-def reset_failed(conn: sqlite3.Connection) -> None:
-    """At open: retry content that failed before (the code may have changed)."""
+def on_start(conn: sqlite3.Connection) -> None:
+    """At open: retry content that failed before (the code may have changed), and take
+    segment merging out of the inserts (FTS5 would otherwise merge, now and then, many
+    megabytes inside one small insert: a stall of seconds for the writes queued
+    behind it); :func:`index_some` merges in small bounded steps instead."""
     conn.execute("UPDATE search_pending SET failed = 0 WHERE failed != 0")
+    conn.execute("INSERT INTO search_fts (search_fts, rank) VALUES ('automerge', 0)")
+    conn.execute("INSERT INTO search_fts (search_fts, rank) VALUES ('crisismerge', ?)", (CRISIS,))
 
 
 def index_some(conn: sqlite3.Connection, budget: float = BUDGET) -> bool:
@@ -137,7 +146,10 @@ def index_some(conn: sqlite3.Connection, budget: float = BUDGET) -> bool:
             " ON b.id = p.blob_id WHERE p.failed = 0 LIMIT 1"
         ).fetchone()
         if row is None:
-            return conn.execute("SELECT 1 FROM search_gone LIMIT 1").fetchone() is not None
+            merged = _merge(conn)
+            return (
+                merged or conn.execute("SELECT 1 FROM search_gone LIMIT 1").fetchone() is not None
+            )
         blob_id, data, meta = row
         _unindex(conn, blob_id)  # a reused blob id whose old rows are still there
         texts = extract(bytes(data), bytes(meta))
@@ -151,7 +163,16 @@ def index_some(conn: sqlite3.Connection, budget: float = BUDGET) -> bool:
             "INSERT INTO search_text (blob_id, text) VALUES (?, ?)", (blob_id, _pack(*texts))
         )
         conn.execute("DELETE FROM search_pending WHERE blob_id = ?", (blob_id,))
+    _merge(conn)
     return True
+
+
+def _merge(conn: sqlite3.Connection) -> bool:
+    """One bounded step of segment merging; whether there was anything to merge (FTS5
+    reports work done as a total_changes delta of 2 or more)."""
+    before = conn.total_changes
+    conn.execute("INSERT INTO search_fts (search_fts, rank) VALUES ('merge', ?)", (MERGE_PAGES,))
+    return conn.total_changes - before >= 2
 
 
 def _unindex(conn: sqlite3.Connection, blob_id: int) -> None:

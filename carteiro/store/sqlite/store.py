@@ -112,7 +112,7 @@ class SqliteStore:
         """Writer thread, when idle: keeps the full-text index up to date."""
         if not self._index_started:
             self._index_started = True
-            fulltext.reset_failed(conn)
+            fulltext.on_start(conn)
         return fulltext.index_some(conn)
 
     @property

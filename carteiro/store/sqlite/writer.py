@@ -6,6 +6,12 @@ already waiting, runs each inside its own SAVEPOINT (a failing operation is roll
 alone), commits once and then resolves every caller's future on its event loop. Reads
 run on a small pool of threads, each with its own connection; WAL lets them proceed
 while the writer writes.
+
+Background work (the full-text index) runs on the same thread once no operation has
+come for ``IDLE_DELAY``: the ``idle`` hook gets short transactions of its own, committed
+without an fsync (``synchronous = NORMAL``: a power cut may lose such a commit but
+never corrupts the database, and the work is then simply done again). Operations
+always go first; one waits at most for one short background transaction.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +36,9 @@ T = TypeVar("T")
 MAX_BATCH = 256
 #: seconds between background WAL checkpoints (SQLite's automatic ones are off)
 CHECKPOINT_INTERVAL = 0.5
+#: background work waits until no operation has come for this long (seconds), so a
+#: burst of writes (an APPEND storm, a big delivery) never waits behind it
+IDLE_DELAY = 0.05
 
 #: (account_id, mailbox_id or None) pairs to notify after commit
 Events = set[tuple[int, int | None]]
@@ -70,7 +80,7 @@ class Writer:
         idle: Callable[[sqlite3.Connection], bool] | None = None,
     ) -> None:
         """``idle(conn)``: a bounded step of background work, run inside a transaction
-        when the queue is empty; returns whether more work remains."""
+        when no operation has come for IDLE_DELAY; returns whether work remains."""
         self._path = path
         self._on_commit = on_commit
         self._idle = idle
@@ -128,12 +138,17 @@ class Writer:
         try:
             stop = False
             busy = self._idle is not None  # resume background work left at the last stop
+            last = 0.0  # when the last batch ended
             while not stop:
                 if busy:
+                    wait = last + IDLE_DELAY - time.monotonic()
                     try:
-                        first = self._queue.get_nowait()
+                        first = (
+                            self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                        )
                     except queue.Empty:
-                        busy = self._idle_step(conn)
+                        if wait <= 0:
+                            busy = self._idle_step(conn)
                         continue
                 else:
                     first = self._queue.get()
@@ -157,6 +172,7 @@ class Writer:
                     self._rollback(conn)
                     for op in batch:
                         _resolve(op, None, exc)
+                last = time.monotonic()
         finally:
             ckpt_stop.set()
             ckpt.join()
