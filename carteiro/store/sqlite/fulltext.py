@@ -18,9 +18,12 @@ Design notes
   so COPY and MOVE need no indexing at all.
 * Indexing is off the commit path. A trigger queues every new blob in
   ``search_pending`` (a tiny insert inside the delivering transaction); the writer
-  thread indexes the queue in short transactions whenever it has nothing else to do,
-  and on every start it resumes whatever is still queued (a kill between commit and
-  indexing, a store migrated from schema 5). A deleted blob is queued in
+  thread indexes the queue in short transactions (about ``BUDGET`` seconds) once no
+  write has come for 50 ms, so a burst of APPENDs never waits behind it, and on every
+  start it resumes whatever is still queued (a kill between commit and indexing, a
+  store migrated from schema 5). FTS5's own segment merging, which may rewrite
+  megabytes inside one insert, is turned off and done by the same idle steps in
+  bounded pieces (``MERGE_PAGES``). A deleted blob is queued in
   ``search_gone`` the same way and its rows are removed in the background too.
   SEARCH treats queued (and unindexable) content as unknown and scans it, so results
   are always complete.
@@ -223,6 +226,9 @@ def query(
     ):
         if uid not in pending:
             cands.setdefault(blob_id, []).append(uid)
+    if headers and len(folded) == MIN_NEEDLE and "\n" not in folded:
+        # one trigram, in the header or the body (not across their join): exact as is
+        return TextMatches(sorted(u for uids in cands.values() for u in uids), sorted(pending))
     hits: list[int] = []
     for blob_id, texts in _texts(conn, list(cands)):
         header, body = texts
