@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 
@@ -109,6 +109,15 @@ class MessageRecord:
     size: int  # RFC822.SIZE: exact octets of the stored message
     modseq: int
     blob_id: int  # key for read_blob / read_meta; shared by copies of the same content
+
+
+class FlagRow(NamedTuple):
+    """What FETCH (FLAGS), SEARCH UNSEEN and their kin need of a message: cheaper to
+    build by the hundred thousand than a :class:`MessageRecord`."""
+
+    uid: int
+    flags: frozenset[str]
+    modseq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,6 +476,11 @@ class Store(Protocol):
     ) -> list[MessageRecord]:
         """Records with first_uid <= uid <= last_uid, ascending, at most ``limit`` —
         lets FETCH 1:* over a huge mailbox stream in chunks."""
+
+    async def flag_rows(self, mailbox_id: int, first_uid: int, last_uid: int) -> list[FlagRow]:
+        """(uid, flags, modseq) of every message with first_uid <= uid <= last_uid,
+        ascending: FETCH 1:* (FLAGS) and flag-only SEARCH over a big mailbox. Callers
+        bound the range (e.g. 10,000 UIDs of their selection at a time)."""
 
     async def read_blob(self, blob_id: int) -> bytes:
         """The message exactly as appended. NotFound."""

@@ -256,3 +256,21 @@ async def test_expunge(store: Store) -> None:
     assert await store.uids(inbox.id) == [1, 4]
     status = await recount(store, inbox.id)
     assert status.deleted == 0 and status.messages == 2
+
+
+async def test_flag_rows_match_records(store: Store) -> None:
+    _, inbox = await setup(store)
+    await store.append(inbox.id, [msg(flags={"\\Seen"}) for _ in range(10)])
+    await store.store_flags(inbox.id, [2, 3], "+", frozenset({"\\Flagged", "$Work"}))
+    await store.store_flags(inbox.id, [4], "+", frozenset({"\\Deleted"}))
+    await store.expunge(inbox.id)
+    rows = await store.flag_rows(inbox.id, 1, 2**32 - 1)
+    records = await all_records(store, inbox.id)
+    assert [(r.uid, r.flags, r.modseq) for r in rows] == [
+        (r.uid, r.flags, r.modseq) for r in records
+    ]
+    assert rows[1].flags == frozenset({"\\Seen", "\\Flagged", "$Work"})
+    assert [r.uid for r in await store.flag_rows(inbox.id, 3, 6)] == [3, 5, 6]
+    assert await store.flag_rows(inbox.id, 11, 20) == []
+    with pytest.raises(NotFound):
+        await store.flag_rows(inbox.id + 1000, 1, 10)

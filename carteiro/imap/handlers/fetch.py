@@ -7,6 +7,7 @@ answer in memory, and answers ENVELOPE/BODYSTRUCTURE from metadata computed at A
 from __future__ import annotations
 
 import datetime
+from bisect import bisect_left
 from collections.abc import Sequence
 
 from carteiro.imap.handlers.base import (
@@ -31,7 +32,7 @@ from carteiro.imap.protocol.fetch_attrs import (
     sets_seen,
 )
 from carteiro.imap.protocol.sequence_set import from_numbers
-from carteiro.imap.protocol.wire import literal, string
+from carteiro.imap.protocol.wire import flag_list, literal, string
 from carteiro.imap.uidonly import fetch_start
 from carteiro.message.meta import MessageMeta
 from carteiro.message.sections import UnknownEncoding, binary_bytes, section_bytes
@@ -191,13 +192,83 @@ async def load_records(
 ) -> list[MessageRecord]:
     """Records for ``chunk`` (a sorted subset of the selection), using a range scan when
     the chunk is contiguous in the mailbox (the common ``1:*`` case)."""
-    from bisect import bisect_left
-
-    lo = bisect_left(sel_uids, chunk[0])
-    hi = bisect_left(sel_uids, chunk[-1])
-    if hi - lo + 1 == len(chunk):
+    if _contiguous(sel_uids, chunk):
         return await ctx.store.records_range(mailbox_id, chunk[0], chunk[-1], len(chunk))
     return await ctx.store.records(mailbox_id, chunk)
+
+
+#: items a FETCH can answer from flag rows alone (no record, no metadata, no body)
+_LEAN = frozenset({Simple.UID, Simple.FLAGS, Simple.MODSEQ})
+#: messages per flag-row read of a lean FETCH
+LEAN_CHUNK = 10_000
+
+
+async def _fetch_lean(
+    ctx: Context, cmd: c.Fetch, sel_: Selection, descending: bool, with_uid: bool
+) -> None:
+    """FETCH of UID/FLAGS/MODSEQ only, the bulk of a client's resync (``FETCH 1:*
+    (FLAGS)``): flag rows instead of records, each distinct flag set rendered once, and
+    MSNs found by walking the sorted selection instead of a bisect per message. The
+    bytes are those :func:`render` makes for the same items."""
+    sel = ctx.session.selected
+    assert sel is not None
+    attrs = cmd.attrs
+    rev1 = ctx.session.rev1
+    uidonly = ctx.session.uidonly
+    recent = sel.recent if rev1 else ()
+    modseq_added = cmd.changed_since is not None and Simple.MODSEQ not in attrs
+    since = cmd.changed_since
+    shown: dict[frozenset[str], bytes] = {}
+    sel_uids = sel.uids
+    starts = range(0, len(sel_.uids), LEAN_CHUNK)
+    for done, start in enumerate(reversed(starts) if descending else starts):
+        ctx.progress(done * LEAN_CHUNK, len(sel_.uids))
+        chunk = sel_.uids[start : start + LEAN_CHUNK]
+        rows = await ctx.store.flag_rows(sel.info.id, chunk[0], chunk[-1])
+        wanted = None if _contiguous(sel_uids, chunk) else set(chunk)
+        j = bisect_left(sel_uids, chunk[0])
+        lines: list[bytes] = []
+        for uid, flags, modseq in rows:
+            while j < len(sel_uids) and sel_uids[j] < uid:
+                j += 1
+            if j == len(sel_uids) or sel_uids[j] != uid:
+                continue  # not in this session's view
+            if (wanted is not None and uid not in wanted) or (
+                since is not None and modseq <= since
+            ):
+                continue
+            items: list[bytes] = []
+            if with_uid:
+                items.append(b"UID %d" % uid)
+            if modseq_added:
+                items.append(b"MODSEQ (%d)" % modseq)
+            for a in attrs:
+                if a is Simple.FLAGS:
+                    if uid in recent:
+                        items.append(b"FLAGS " + flag_list([*flags, "\\Recent"]))
+                    else:
+                        text = shown.get(flags)
+                        if text is None:
+                            text = shown[flags] = b"FLAGS " + flag_list(flags)
+                        items.append(text)
+                elif a is Simple.UID:
+                    if not with_uid:
+                        items.append(b"UID %d" % uid)
+                elif not modseq_added:  # Simple.MODSEQ
+                    items.append(b"MODSEQ (%d)" % modseq)
+            head = b"* %d UIDFETCH (" % uid if uidonly else b"* %d FETCH (" % (j + 1)
+            lines.append(head + b" ".join(items) + b")\r\n")
+        if descending:
+            lines.reverse()
+        ctx.send(b"".join(lines))
+        await ctx.conn.flush()
+
+
+def _contiguous(sel_uids: Sequence[int], chunk: Sequence[int]) -> bool:
+    """Whether ``chunk`` (sorted, from the selection) is a run of consecutive members."""
+    lo = bisect_left(sel_uids, chunk[0])
+    hi = bisect_left(sel_uids, chunk[-1])
+    return hi - lo + 1 == len(chunk)
 
 
 async def _fetch(ctx: Context, cmd: c.Fetch, sel_: Selection, descending: bool = False) -> None:
@@ -209,6 +280,9 @@ async def _fetch(ctx: Context, cmd: c.Fetch, sel_: Selection, descending: bool =
     # UID FETCH always reports UID, except under UIDONLY where the UID heads the
     # response and the item appears only when asked for (RFC 9586 §3.3)
     with_uid = cmd.uid and not ctx.session.uidonly
+    if not mark_seen and sel_.uids and set(attrs) <= _LEAN:
+        await _fetch_lean(ctx, cmd, sel_, descending, with_uid)
+        return
     starts = range(0, len(sel_.uids), CHUNK)
     for done, start in enumerate(reversed(starts) if descending else starts):
         ctx.progress(done * CHUNK, len(sel_.uids))

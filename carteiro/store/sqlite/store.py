@@ -26,6 +26,7 @@ from carteiro.store.interface import (
     CopyResult,
     Credentials,
     DkimKey,
+    FlagRow,
     FlagUpdate,
     Listener,
     MailboxInfo,
@@ -556,6 +557,21 @@ class SqliteStore:
             return _records(rows)
 
         result: list[MessageRecord] = await self._read(q)
+        return result
+
+    async def flag_rows(self, mailbox_id: int, first_uid: int, last_uid: int) -> list[FlagRow]:
+        def q(conn: sqlite3.Connection) -> list[FlagRow]:
+            rows = conn.execute(
+                "SELECT uid, flags, keywords, modseq FROM messages WHERE mailbox_id = ?"
+                " AND uid BETWEEN ? AND ? ORDER BY uid",
+                (mailbox_id, first_uid, last_uid),
+            ).fetchall()
+            if not rows:
+                _mailbox_must_exist(conn, mailbox_id)
+            make = FlagRow._make
+            return [make((uid, decode(mask, kws), modseq)) for uid, mask, kws, modseq in rows]
+
+        result: list[FlagRow] = await self._read(q)
         return result
 
     async def read_blob(self, blob_id: int) -> bytes:

@@ -1,0 +1,94 @@
+"""FETCH of UID/FLAGS/MODSEQ only takes a lean path (flag rows, no records): its bytes
+must equal what the general path sends for the same items. The general path is forced by
+adding RFC822.SIZE, which is then cut out of each line."""
+
+from __future__ import annotations
+
+import re
+
+from tests.integration.harness import RawClient, ServerThread
+from tests.integration.mbox import simple
+
+_SIZE = re.compile(rb" RFC822\.SIZE \d+")
+_DATE = re.compile(rb' INTERNALDATE "[^"]*"')
+
+
+def _login(server: ServerThread, user: str) -> RawClient:
+    c = RawClient(server.port)
+    assert c.cmd(f"LOGIN {user} secret", tag="L")[-1].startswith(b"L OK")
+    return c
+
+
+def _fetches(lines: list[bytes]) -> list[bytes]:
+    return [ln for ln in lines if b" FETCH (" in ln or b" UIDFETCH (" in ln]
+
+
+def _same(c: RawClient, lean: str, general: str, strip: re.Pattern[bytes]) -> list[bytes]:
+    a = c.cmd(lean, tag="A")
+    b = c.cmd(general, tag="B")
+    assert a[-1].startswith(b"A OK") and b[-1].startswith(b"B OK"), (a[-1], b[-1])
+    got, want = _fetches(a), [strip.sub(b"", ln) for ln in _fetches(b)]
+    assert got == want
+    return got
+
+
+def _populate(server: ServerThread, user: str, n: int) -> None:
+    conn = server.connect(user)
+    for i in range(n):
+        flags = ["(\\Seen)", "(\\Seen \\Flagged)", "($Work \\Answered)", "()"][i % 4]
+        typ, data = conn.append("INBOX", flags, None, simple(f"lean {i}"))
+        assert typ == "OK", data
+    conn.select("INBOX")
+    conn.store("3,7,8", "+FLAGS", "(\\Deleted)")
+    conn.expunge()
+    conn.logout()
+
+
+def test_lean_fetch_equals_general_fetch(server: ServerThread) -> None:
+    user = server.new_user()
+    _populate(server, user, 30)
+    c = _login(server, user)
+    c.cmd("ENABLE CONDSTORE", tag="E")
+    sel = b"".join(c.cmd("SELECT INBOX", tag="S"))
+    modseq = int(re.search(rb"HIGHESTMODSEQ (\d+)", sel).group(1))
+    lines = _same(c, "FETCH 1:* (FLAGS)", "FETCH 1:* (FLAGS RFC822.SIZE)", _SIZE)
+    assert len(lines) == 27
+    assert lines[0] == b"* 1 FETCH (FLAGS (\\Seen))\r\n"
+    assert sum(b"FLAGS (\\Answered $Work)" in ln for ln in lines) == 5
+    _same(c, "UID FETCH 1:* (FLAGS UID)", "UID FETCH 1:* (FLAGS UID INTERNALDATE)", _DATE)
+    _same(
+        c,
+        "FETCH 2,5:7,20:* (UID MODSEQ FLAGS)",
+        "FETCH 2,5:7,20:* (UID MODSEQ FLAGS RFC822.SIZE)",
+        _SIZE,
+    )
+    _same(c, "UID FETCH 4,9,12 (UID)", "UID FETCH 4,9,12 (UID RFC822.SIZE)", _SIZE)
+    c.cmd("STORE 5,9 +FLAGS.SILENT (\\Draft)", tag="T")
+    changed = _same(
+        c,
+        f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq})",
+        f"UID FETCH 1:* (FLAGS RFC822.SIZE) (CHANGEDSINCE {modseq})",
+        _SIZE,
+    )
+    assert len(changed) == 2 and all(b"MODSEQ (" in ln and b"\\Draft" in ln for ln in changed)
+    c.close()
+
+
+def test_lean_fetch_recent_and_uidonly(server: ServerThread) -> None:
+    user = server.new_user()
+    _populate(server, user, 12)
+    conn = server.connect(user)  # three more that no session has seen yet
+    for i in range(3):
+        assert conn.append("INBOX", "(\\Seen)", None, simple(f"new {i}"))[0] == "OK"
+    conn.logout()
+    c = _login(server, user)  # IMAP4rev1: \Recent is shown
+    c.cmd("SELECT INBOX", tag="S")
+    lines = _same(c, "FETCH 1:* (FLAGS)", "FETCH 1:* (FLAGS RFC822.SIZE)", _SIZE)
+    assert [b"\\Recent" in ln for ln in lines] == [False] * 9 + [True] * 3
+    c.close()
+    u = _login(server, user)
+    u.cmd("ENABLE UIDONLY", tag="E")
+    u.cmd("SELECT INBOX", tag="S")
+    lines = _same(u, "UID FETCH 1:* (FLAGS)", "UID FETCH 1:* (FLAGS RFC822.SIZE)", _SIZE)
+    assert lines[0].startswith(b"* 1 UIDFETCH (FLAGS ")
+    u.close()
