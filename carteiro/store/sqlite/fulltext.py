@@ -40,7 +40,6 @@ import logging
 import sqlite3
 import time
 import zlib
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +57,8 @@ MAX_TEXT = 4 << 20
 BUDGET = 0.008
 #: at most this many trigrams are looked up per needle (a longer needle is verified)
 MAX_TERMS = 24
+#: bytes of text decompressed at a time while verifying a candidate
+VERIFY_PIECE = 4096
 #: index pages one background step may merge (FTS5 'merge'), and the segment count
 #: on one level at which FTS5 would merge inside an insert regardless
 MERGE_PAGES = 64
@@ -234,24 +235,43 @@ def query(
     if headers and len(folded) == MIN_NEEDLE and "\n" not in folded:
         # one trigram, in the header or the body (not across their join): exact as is
         return TextMatches(sorted(u for uids in cands.values() for u in uids), sorted(pending))
+    if "\x00" in folded:  # indexed text never holds NUL (such text is scanned)
+        return TextMatches([], sorted(pending))
+    wanted = folded.encode()
     hits: list[int] = []
-    for blob_id, texts in _texts(conn, list(cands)):
-        header, body = texts
-        if folded in body or (headers and folded in header):
-            hits.extend(cands[blob_id])
-    return TextMatches(sorted(hits), sorted(pending))
-
-
-def _texts(conn: sqlite3.Connection, blob_ids: Sequence[int]) -> list[tuple[int, tuple[str, str]]]:
-    out: list[tuple[int, tuple[str, str]]] = []
-    for start in range(0, len(blob_ids), 500):
-        part = blob_ids[start : start + 500]
+    ids = list(cands)
+    for start in range(0, len(ids), 500):
+        part = ids[start : start + 500]
         marks = ",".join("?" * len(part))
         rows: Any = conn.execute(
             f"SELECT blob_id, text FROM search_text WHERE blob_id IN ({marks})", part
         )
-        out.extend((blob_id, _unpack(bytes(text))) for blob_id, text in rows)
-    return out
+        for blob_id, packed in rows:
+            if _verify(packed, wanted, headers):
+                hits.extend(cands[blob_id])
+    return TextMatches(sorted(hits), sorted(pending))
+
+
+def _verify(packed: bytes, needle: bytes, headers: bool) -> bool:
+    """Whether the packed text holds ``needle`` (UTF-8: a substring of the bytes is a
+    substring of the text) in its body, or anywhere when ``headers``. Decompresses in
+    pieces and stops at the first occurrence: a common word is found early."""
+    inflate = zlib.decompressobj()
+    text = bytearray()
+    data = packed
+    start = 0 if headers else -1  # where the next find begins; -1: body not reached
+    while True:
+        piece = inflate.decompress(data, VERIFY_PIECE)
+        data = inflate.unconsumed_tail
+        text += piece
+        if start < 0 and (sep := text.find(b"\x00")) >= 0:
+            start = sep + 1
+        if start >= 0:
+            if text.find(needle, start) >= 0:
+                return True
+            start = max(start, len(text) - len(needle) + 1)
+        if inflate.eof or not (piece or data):
+            return False
 
 
 def backlog(conn: sqlite3.Connection) -> int:
