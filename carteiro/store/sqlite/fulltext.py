@@ -31,7 +31,9 @@ Design notes
   tables take 87 MB and the compressed text 238 MB (+30 % on a 1,075 MB database;
   FTS5 holding the text itself would add ~860 MB, ``detail=full`` ~1.6 GB); the
   background build runs at ~1,000 messages/s; SEARCH TEXT of a word in 1 % of the
-  messages takes ~45 ms, of a word in none ~15 ms, against 12-22 s for the scan.
+  messages takes ~45 ms, of a word in none ~15 ms, against 12-22 s for the scan
+  (Dovecot 2.3 without an FTS plugin: ~14 s). A needle whose trigrams are all
+  common costs one decompression per candidate: 2-4 s when most messages are.
 """
 
 from __future__ import annotations
