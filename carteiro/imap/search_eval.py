@@ -108,6 +108,12 @@ def needs_content(key: k.SearchKey) -> bool:
     )
 
 
+def flags_only(key: k.SearchKey) -> bool:
+    """Whether every criterion of ``key`` is a flag, a sequence or UID set or MODSEQ:
+    then a :class:`~carteiro.store.interface.FlagRow` is all it needs."""
+    return not _any(key, lambda x: not isinstance(x, (k.All, k.FlagKey, k.SeqKey, k.ModSeqKey)))
+
+
 def needs_info(key: k.SearchKey) -> bool:
     """Whether the key needs :class:`ObjectInfo` (EMAILID/THREADID, SAVED* dates)."""
     return _any(key, lambda x: isinstance(x, (k.ObjectIdKey, k.SaveDateKey)))

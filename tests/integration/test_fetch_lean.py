@@ -92,3 +92,34 @@ def test_lean_fetch_recent_and_uidonly(server: ServerThread) -> None:
     lines = _same(u, "UID FETCH 1:* (FLAGS)", "UID FETCH 1:* (FLAGS RFC822.SIZE)", _SIZE)
     assert lines[0].startswith(b"* 1 UIDFETCH (FLAGS ")
     u.close()
+
+
+def test_flag_only_search_equals_general_search(server: ServerThread) -> None:
+    """Flag/set/MODSEQ searches run over flag rows; ``LARGER 0`` (true for every
+    message) forces the general path for the same answer."""
+    user = server.new_user()
+    _populate(server, user, 40)
+    c = _login(server, user)
+    c.cmd("ENABLE CONDSTORE", tag="E")
+    sel = b"".join(c.cmd("SELECT INBOX", tag="S"))
+    modseq = int(re.search(rb"HIGHESTMODSEQ (\d+)", sel).group(1))
+    c.cmd("UID STORE 10:20 +FLAGS.SILENT (\\Deleted $Later)", tag="T")
+    for key in (
+        "UNSEEN",
+        "SEEN FLAGGED",
+        "OR ANSWERED KEYWORD $work",
+        "NOT KEYWORD $Later",
+        "5:30 UNSEEN",
+        "UID 12:* DELETED",
+        "UNKEYWORD $Work NOT 1:3",
+        f"MODSEQ {modseq}",
+        "ALL",
+    ):
+        for cmd in ("SEARCH", "UID SEARCH"):
+            lean = [ln for ln in c.cmd(f"{cmd} {key}", tag="A") if ln.startswith(b"* ")]
+            general = [ln for ln in c.cmd(f"{cmd} {key} LARGER 0", tag="B") if ln.startswith(b"* ")]
+            assert lean == general, (cmd, key)
+            assert lean and lean[0].startswith(b"* SEARCH")
+    hits = c.cmd("SEARCH UNSEEN", tag="U")[0].split()[2:]
+    assert len(hits) == 17  # i % 4 in (2, 3) of 40, less the expunged UIDs 3, 7 and 8
+    c.close()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from typing import cast
 
 from carteiro.imap.handlers.base import SELECTED, Context, Result, bad, command, not_uid, ok
-from carteiro.imap.handlers.fetch import CHUNK, by_size, load_records
+from carteiro.imap.handlers.fetch import CHUNK, LEAN_CHUNK, by_size, load_records
 from carteiro.imap.handlers.messages import limit, limit_code, partial_slice
 from carteiro.imap.protocol import commands as c
 from carteiro.imap.protocol import search_keys as k
@@ -15,6 +16,7 @@ from carteiro.imap.search_eval import (
     Content,
     TextIndex,
     evaluate,
+    flags_only,
     needs_content,
     needs_info,
     text_keys,
@@ -72,6 +74,8 @@ async def run_search(
         uids = list(sel.uids)
     if index is not None and (possible := index.possible(cmd.key)) is not None:
         uids = [u for u in uids if u in possible]
+    if flags_only(cmd.key):
+        return await _search_flags(ctx, cmd.key, uids)
     for start in range(0, len(uids), CHUNK * 4):
         ctx.progress(start, len(uids))
         chunk = uids[start : start + CHUNK * 4]
@@ -104,6 +108,30 @@ async def run_search(
                     if evaluate(cmd.key, rec, msn, sel, content, info, now, index):
                         hits.append((msn, rec.uid, rec.modseq))
     hits.sort()
+    return hits
+
+
+async def _search_flags(
+    ctx: Context, key: k.SearchKey, uids: list[int]
+) -> list[tuple[int, int, int]]:
+    """A search on flags, sets and MODSEQ only (``UNSEEN``, ``FLAGGED``, ``1:* DELETED``):
+    evaluated over flag rows, without building a record per message."""
+    sel = ctx.session.selected
+    assert sel is not None
+    hits: list[tuple[int, int, int]] = []
+    wanted = set(uids) if len(uids) != len(sel.uids) else None
+    for start in range(0, len(uids), LEAN_CHUNK):
+        ctx.progress(start, len(uids))
+        chunk = uids[start : start + LEAN_CHUNK]
+        for row in await ctx.store.flag_rows(sel.info.id, chunk[0], chunk[-1]):
+            if wanted is not None and row.uid not in wanted:
+                continue
+            msn = sel.msn_of(row.uid)
+            if msn is None:
+                continue
+            # flag-only keys read uid, flags and modseq: all a FlagRow has
+            if evaluate(key, cast(MessageRecord, row), msn, sel, None):
+                hits.append((msn, row.uid, row.modseq))
     return hits
 
 
