@@ -75,10 +75,27 @@ def body_text(raw: bytes, meta: MessageMeta) -> str:
     return "\n".join(texts)
 
 
+def part_headers_text(raw: bytes, meta: MessageMeta) -> str:
+    """The header of every entity below the top one, decoded as :func:`header_text`:
+    MIME part headers (``Content-Disposition: attachment; filename=...``) and the
+    headers of attached messages. RFC 9051 §6.4.4 has TEXT match "the header
+    (including MIME header fields) or body"; attached messages' headers are body."""
+    lines: list[str] = []
+    for p in meta.tree.walk()[1:]:
+        fields = (
+            p.headers if p.headers is not None else parse_fields(raw, p.header_start, p.body_start)
+        )
+        lines.extend(f"{n}: {decode_header_value(v)}" for n, v in fields)
+    return "\n".join(lines)
+
+
 def folded_header(raw: bytes, meta: MessageMeta) -> str:
-    """What SEARCH TEXT matches in the header: :func:`header_text`, case-folded. The
-    full-text index stores exactly this, so an index answer equals a scan's."""
-    return header_text(raw, meta).casefold()
+    """What SEARCH TEXT matches beyond the body text: :func:`header_text` and
+    :func:`part_headers_text`, case-folded (BODY, like Dovecot's, skips every header).
+    The full-text index stores exactly this, so an index answer equals a scan's."""
+    parts = part_headers_text(raw, meta)
+    text = header_text(raw, meta)
+    return (text + "\n" + parts if parts else text).casefold()
 
 
 def folded_body(raw: bytes, meta: MessageMeta) -> str:

@@ -119,3 +119,29 @@ def test_search_text_and_body_with_the_index(server: ServerThread, tmp_path: Pat
         conn.logout()
     finally:
         restarted.stop()
+
+
+def test_text_finds_attachment_names_and_attached_headers(server: ServerThread) -> None:
+    """What users search for: an attachment's file name, a forwarded message's
+    Message-ID. TEXT finds both (part headers, RFC 9051 §6.4.4); BODY finds neither."""
+    user = server.new_user()
+    fwd = sample_messages()[5]  # carries a message/rfc822 attachment
+    assert b"<inner.5." in fwd
+    report = (
+        b"Subject: report\r\nContent-Type: multipart/mixed; boundary=z\r\n\r\n"
+        b"--z\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--z\r\n"
+        b'Content-Type: application/pdf\r\nContent-Disposition: attachment; filename="Q3-figures.pdf"'
+        b"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--z--\r\n"
+    )
+    conn = server.connect(user)
+    for raw in (fwd, report, b"Subject: plain\r\n\r\nnothing here\r\n"):
+        assert conn.append("INBOX", None, None, raw)[0] == "OK"
+    conn.select("INBOX")
+    for indexed in (False, True):
+        if indexed:
+            wait_indexed(server)
+        assert conn.uid("SEARCH", "TEXT", '"inner.5."')[1] == [b"1"]
+        assert conn.uid("SEARCH", "TEXT", "q3-FIGURES.pdf")[1] == [b"2"]
+        assert conn.uid("SEARCH", "BODY", '"inner.5."')[1] == [b""]
+        assert conn.uid("SEARCH", "BODY", "q3-figures")[1] == [b""]
+    conn.logout()

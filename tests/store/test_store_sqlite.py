@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import sqlite3
 from pathlib import Path
 
@@ -336,3 +337,66 @@ def test_search_index_text_extraction() -> None:
     assert fulltext._unpack(packed) == ("h\u00e9ader", "body\n\u65e5")
     assert fulltext._terms("abcab") == ["abc", "bca", "cab"]
     assert len(fulltext._terms("x" * 10 + "".join(chr(0x4E00 + i) for i in range(100)))) == 24
+
+
+def test_schema_v6_index_is_rebuilt_for_part_headers(tmp_path: Path) -> None:
+    """v7 made TEXT match part headers (attachment names, attached messages' headers):
+    a v6 index lacks them, so opening a v6 database queues every message again."""
+    import time
+
+    from carteiro.message.meta import analyse
+    from carteiro.store.interface import NewMessage, TextMatches
+
+    raw = (
+        b"Subject: outer\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+        b"--b\r\nContent-Type: message/rfc822\r\n\r\n"
+        b"Message-ID: <inner-4711@example.org>\r\n\r\nforwarded text\r\n--b--\r\n"
+    )
+    path = tmp_path / "v6.sqlite"
+
+    async def wait_indexed(store: SqliteStore) -> None:
+        deadline = time.monotonic() + 30
+        while await store.index_backlog():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.005)
+
+    async def first() -> int:
+        store = SqliteStore(path)
+        await store.open()
+        try:
+            acc = await store.create_account("u@x.org", "h")
+            inbox = await store.get_mailbox(acc.id, "INBOX")
+            assert inbox is not None
+            now = datetime.datetime.now(datetime.UTC)
+            await store.append(
+                inbox.id, [NewMessage(raw, analyse(raw).to_bytes(), frozenset(), now)]
+            )
+            await wait_indexed(store)
+            assert await store.search_text(inbox.id, "INNER-4711", True) == TextMatches([1], [])
+            assert await store.search_text(inbox.id, "inner-4711", False) == TextMatches([], [])
+            return inbox.id
+        finally:
+            await store.close()
+
+    mailbox_id = asyncio.run(first())
+    # a v6 index knows none of this message's part headers: model it as an index that
+    # lost the message's text, which only a rebuild brings back
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DELETE FROM search_text")
+    conn.execute("INSERT INTO search_fts (search_fts) VALUES ('delete-all')")
+    conn.execute("PRAGMA user_version = 6")
+    conn.close()
+
+    async def second() -> None:
+        store = SqliteStore(path)
+        await store.open()
+        try:
+            await wait_indexed(store)
+            assert await store.search_text(mailbox_id, "inner-4711", True) == TextMatches([1], [])
+            assert await store.indexed_count() == 1
+            assert await store.check() == []
+        finally:
+            await store.close()
+
+    asyncio.run(second())

@@ -101,6 +101,13 @@ END;
 
 #: run by the v6 migration of an existing store: everything stored so far is queued
 BACKFILL = "INSERT OR IGNORE INTO search_pending (blob_id) SELECT id FROM blobs"
+#: the indexed text changed (v7: TEXT also matches part headers): index everything anew
+REINDEX = (
+    "DELETE FROM search_text",
+    "DELETE FROM search_gone",
+    "INSERT INTO search_fts (search_fts) VALUES ('delete-all')",
+    BACKFILL,
+)
 
 
 def extract(data: bytes, meta: bytes) -> tuple[str, str] | None:

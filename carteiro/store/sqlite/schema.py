@@ -36,7 +36,7 @@ import sqlite3
 from carteiro.store.flags import DELETED, SEEN
 from carteiro.store.sqlite import fulltext
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS counters (
@@ -312,6 +312,10 @@ def migrate(conn: sqlite3.Connection) -> None:
             # v6: the full-text index; what is stored already is indexed in the
             # background (the writer resumes the queue at every start)
             conn.execute(fulltext.BACKFILL)
+        elif version == 6:
+            # v7: SEARCH TEXT also matches part headers, so the indexed text changed
+            for statement in fulltext.REINDEX:
+                conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:

@@ -12,6 +12,7 @@ from carteiro.message.search import (
     folded_header,
     header_text,
     header_values,
+    part_headers_text,
 )
 
 RAW = (
@@ -95,9 +96,21 @@ def test_folded_text_is_what_search_matches() -> None:
     """The full-text index stores folded_header/folded_body: the scan's text, casefolded
     (full Unicode folding, so ß matches ss), decoded from QP, base64 and RFC 2047."""
     head, body = folded_header(RAW, META), folded_body(RAW, META)
-    assert head == header_text(RAW, META).casefold()
+    assert head == (header_text(RAW, META) + "\n" + part_headers_text(RAW, META)).casefold()
     assert body == body_text(RAW, META).casefold()
     assert "subject: caféé end" in head and "from: josé silva <jose@example.pt>" in head
     assert "olá mundo!" in body and "<p>grüsse</p>" in body and "nested words" in body
     assert "secret-binary" not in body  # not a text part
     assert all(contains(head + body, n) == (n.casefold() in head + body) for n in ("GRÜSSE", "ß"))
+
+
+def test_text_also_matches_part_headers_body_does_not() -> None:
+    """RFC 9051 §6.4.4: TEXT matches the header "including MIME header fields"; the
+    headers of an attached message are in the body. BODY skips every header."""
+    head, body = folded_header(RAW, META), folded_body(RAW, META)
+    assert "content-type: application/octet-stream" in head
+    assert "subject: inner" in head  # the attached message's header
+    assert "subject: inner" not in body and "application/octet-stream" not in body
+    assert head.startswith(header_text(RAW, META).casefold())
+    plain = b"Subject: one\r\n\r\nbody\r\n"
+    assert folded_header(plain, analyse(plain)) == "subject: one"
