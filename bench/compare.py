@@ -58,7 +58,7 @@ RESULTS = ROOT / "bench" / "results"
 LOAD_USERS = 50
 LOAD_USER_FMT = "load{n}@example.org"
 LOAD_MESSAGES = 100  # preloaded into each load user's INBOX
-COMPARE_VERSION = 1  # bump when the preloaded content changes
+COMPARE_VERSION = 3  # bump when the preloaded content changes
 
 
 def load_users() -> list[str]:
@@ -139,8 +139,29 @@ def _carteiro_pristine(messages: int, log: Callable[[str], None]) -> Path:
         check=True,
         timeout=1800,
     )
+    _settle_index(pristine, log)
     stamp.write_text(want + "\n")
     return pristine
+
+
+def _settle_index(data_dir: Path, log: Callable[[str], None]) -> None:
+    """Runs the server once on the data until its background full-text indexing is done,
+    so that no run measures the catch-up of mail stored through the store API."""
+    try:
+        from carteiro.store.sqlite.fulltext import backlog_at
+    except ImportError:  # a build without the index
+        return
+    db = data_dir / "carteiro.db"
+    server = ServerProcess(data_dir)
+    try:
+        t0 = time.monotonic()
+        first = backlog_at(db)
+        deadline = t0 + 3600
+        while backlog_at(db) > 0 and time.monotonic() < deadline:
+            time.sleep(1.0)
+        log(f"  full-text index: {first:,} messages indexed in {time.monotonic() - t0:.0f} s")
+    finally:
+        server.stop()
 
 
 def _set_hash_main(data_dir: str, hashed: str) -> None:
@@ -531,6 +552,7 @@ class Suite:
             ("uid_fetch_s", f"UID FETCH {rc['uid_fetch_n']:,} scattered (ENVELOPE BODYSTRUCTURE)"),
             ("search_unseen_s", "UID SEARCH UNSEEN"),
             ("search_text_s", f'UID SEARCH TEXT "{rc["search_text_word"]}"'),
+            ("search_rare_s", f'UID SEARCH TEXT "{rc["search_rare_token"]}" (a rare token)'),
             ("search_text_none_s", "UID SEARCH TEXT (a word found nowhere)"),
         ):
             rows.append(
@@ -539,14 +561,14 @@ class Suite:
             )  # fmt: skip
         rows.append(
             [
-                "SEARCH hits: UNSEEN / TEXT / nowhere (must agree)",
+                "SEARCH hits: UNSEEN / TEXT word / rare token / nowhere (must agree)",
                 f"{rc['search_unseen_hits']} / {rc['search_text_hits']} / "
-                f"{rc['search_text_none_hits']}",
+                f"{rc['search_rare_hits']} / {rc['search_text_none_hits']}",
                 f"{rd['search_unseen_hits']} / {rd['search_text_hits']} / "
-                f"{rd['search_text_none_hits']}",
+                f"{rd['search_rare_hits']} / {rd['search_text_none_hits']}",
                 "agree"
                 if all(rc[k] == rd[k] for k in ("search_unseen_hits", "search_text_hits",
-                                                "search_text_none_hits"))
+                                                "search_rare_hits", "search_text_none_hits"))
                 else "DISAGREE",
             ]
         )  # fmt: skip
