@@ -212,9 +212,15 @@ class CarteiroTarget:
     name = "Carteiro"
 
     def __init__(
-        self, pristine: Path, *, cache: bool, max_sessions: int, hash_kind: str = "shipped"
+        self,
+        pristine: Path,
+        *,
+        cache: bool,
+        max_sessions: int,
+        hash_kind: str = "shipped",
+        run_name: str = "carteiro-run",
     ) -> None:
-        run = WORK / "carteiro-run"
+        run = WORK / run_name
         if run.exists():
             shutil.rmtree(run)
         shutil.copytree(pristine, run)

@@ -169,7 +169,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
                 raise StartupError(
                     f"cannot listen on {format_listen(listen)}: {exc.strerror}"
                 ) from None
-            for sock in srv.sockets if isinstance(srv, asyncio.Server) else ():
+            for sock in getattr(srv, "sockets", None) or ():
                 name = sock.getsockname()
                 print(f"carteiro: listening on {name[0]}:{name[1]} ({_KINDS[what]})", flush=True)
         stop = asyncio.Event()

@@ -110,8 +110,16 @@ def needs_content(key: k.SearchKey) -> bool:
 
 def flags_only(key: k.SearchKey) -> bool:
     """Whether every criterion of ``key`` is a flag, a sequence or UID set or MODSEQ:
-    then a :class:`~carteiro.store.interface.FlagRow` is all it needs."""
+    then a flag row (:data:`~carteiro.store.interface.FlagRow`) is all it needs."""
     return not _any(key, lambda x: not isinstance(x, (k.All, k.FlagKey, k.SeqKey, k.ModSeqKey)))
+
+
+def system_flag_test(key: k.SearchKey) -> tuple[str, bool] | None:
+    """(flag, present) when ``key`` is one system flag test (``UNSEEN``, ``DELETED``…),
+    which a search can then apply without :func:`evaluate`; else None."""
+    if isinstance(key, k.FlagKey) and key.flag.startswith("\\") and key.flag != "\\Recent":
+        return key.flag, key.present
+    return None
 
 
 def needs_info(key: k.SearchKey) -> bool:

@@ -218,7 +218,7 @@ async def _fetch_lean(
     recent = sel.recent if rev1 else ()
     modseq_added = cmd.changed_since is not None and Simple.MODSEQ not in attrs
     since = cmd.changed_since
-    shown: dict[frozenset[str], bytes] = {}
+    shown: dict[tuple[frozenset[str], bool], bytes] = {}
     sel_uids = sel.uids
     starts = range(0, len(sel_.uids), LEAN_CHUNK)
     for done, start in enumerate(reversed(starts) if descending else starts):
@@ -244,13 +244,12 @@ async def _fetch_lean(
                 items.append(b"MODSEQ (%d)" % modseq)
             for a in attrs:
                 if a is Simple.FLAGS:
-                    if uid in recent:
-                        items.append(b"FLAGS " + flag_list([*flags, "\\Recent"]))
-                    else:
-                        text = shown.get(flags)
-                        if text is None:
-                            text = shown[flags] = b"FLAGS " + flag_list(flags)
-                        items.append(text)
+                    key = (flags, uid in recent)
+                    text = shown.get(key)
+                    if text is None:
+                        shown_flags = [*flags, "\\Recent"] if key[1] else flags
+                        text = shown[key] = b"FLAGS " + flag_list(shown_flags)
+                    items.append(text)
                 elif a is Simple.UID:
                     if not with_uid:
                         items.append(b"UID %d" % uid)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from typing import cast
 
 from carteiro.imap.handlers.base import SELECTED, Context, Result, bad, command, not_uid, ok
@@ -19,11 +20,12 @@ from carteiro.imap.search_eval import (
     flags_only,
     needs_content,
     needs_info,
+    system_flag_test,
     text_keys,
     uses_modseq,
 )
 from carteiro.message.meta import MessageMeta
-from carteiro.store.interface import MessageRecord
+from carteiro.store.interface import FlagRow, MessageRecord
 
 _RETURN = {"MIN", "MAX", "ALL", "COUNT", "SAVE", "PARTIAL"}
 
@@ -115,24 +117,43 @@ async def _search_flags(
     ctx: Context, key: k.SearchKey, uids: list[int]
 ) -> list[tuple[int, int, int]]:
     """A search on flags, sets and MODSEQ only (``UNSEEN``, ``FLAGGED``, ``1:* DELETED``):
-    evaluated over flag rows, without building a record per message."""
+    evaluated over flag rows, without building a record per message; MSNs by a walk of
+    the selection."""
     sel = ctx.session.selected
     assert sel is not None
     hits: list[tuple[int, int, int]] = []
     wanted = set(uids) if len(uids) != len(sel.uids) else None
+    sel_uids = sel.uids
+    simple = system_flag_test(key)
     for start in range(0, len(uids), LEAN_CHUNK):
         ctx.progress(start, len(uids))
         chunk = uids[start : start + LEAN_CHUNK]
+        j = bisect_left(sel_uids, chunk[0])
         for row in await ctx.store.flag_rows(sel.info.id, chunk[0], chunk[-1]):
-            if wanted is not None and row.uid not in wanted:
+            uid = row[0]
+            while j < len(sel_uids) and sel_uids[j] < uid:
+                j += 1
+            if j == len(sel_uids) or sel_uids[j] != uid:
+                continue  # not in this session's view
+            if wanted is not None and uid not in wanted:
                 continue
-            msn = sel.msn_of(row.uid)
-            if msn is None:
-                continue
-            # flag-only keys read uid, flags and modseq: all a FlagRow has
-            if evaluate(key, cast(MessageRecord, row), msn, sel, None):
-                hits.append((msn, row.uid, row.modseq))
+            if simple is not None:
+                flag, present = simple
+                if (flag in row[1]) == present:
+                    hits.append((j + 1, uid, row[2]))
+            # flag-only keys read uid, flags and modseq: the fields of a flag row
+            elif evaluate(key, cast(MessageRecord, _AsRecord(row)), j + 1, sel, None):
+                hits.append((j + 1, uid, row[2]))
     return hits
+
+
+class _AsRecord:
+    """A flag row seen through the attributes :func:`evaluate` reads for flag keys."""
+
+    __slots__ = ("uid", "flags", "modseq")
+
+    def __init__(self, row: FlagRow) -> None:
+        self.uid, self.flags, self.modseq = row
 
 
 @command(c.Search, SELECTED, uses_msn=not_uid)

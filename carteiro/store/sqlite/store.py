@@ -568,8 +568,7 @@ class SqliteStore:
             ).fetchall()
             if not rows:
                 _mailbox_must_exist(conn, mailbox_id)
-            make = FlagRow._make
-            return [make((uid, decode(mask, kws), modseq)) for uid, mask, kws, modseq in rows]
+            return [(uid, decode(mask, kws), modseq) for uid, mask, kws, modseq in rows]
 
         result: list[FlagRow] = await self._read(q)
         return result
