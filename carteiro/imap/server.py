@@ -43,6 +43,7 @@ from carteiro.imap.protocol.receiver import (
     Receiver,
 )
 from carteiro.imap.protocol.responses import tagged
+from carteiro.imap.response_cache import ResponseCache
 from carteiro.imap.state import Session, State
 from carteiro.imap.uidonly import uses_sequence_numbers
 from carteiro.net.limits import ConnectionLimiter, Lease
@@ -93,7 +94,7 @@ class ImapConnection:
         self._preauth_limits = Limits(8192, PREAUTH_MAX_LITERAL, 4 * PREAUTH_MAX_LITERAL)
         self.receiver = Receiver(self._preauth_limits)
         self._login_deadline = time.monotonic() + cfg.login_timeout
-        self.ctx = Context(self.session, server.store, cfg, self)
+        self.ctx = Context(self.session, server.store, cfg, self, responses=server.responses)
         #: this connection's place in the per-address and per-account limits
         self.lease: Lease | None = None
         self.session_id = secrets.token_hex(6)
@@ -655,6 +656,8 @@ class ImapServer:
     def __init__(self, store: Store, config: ImapConfig, auth: AuthService | None = None) -> None:
         self.store = store
         self.config = config
+        #: FETCH answers shared by the sessions (see carteiro.imap.response_cache)
+        self.responses = ResponseCache()
         #: without one, a service with no throttling or limits (embedding, tools)
         self.auth = auth or AuthService(
             store,

@@ -123,3 +123,44 @@ def test_flag_only_search_equals_general_search(server: ServerThread) -> None:
     hits = c.cmd("SEARCH UNSEEN", tag="U")[0].split()[2:]
     assert len(hits) == 17  # i % 4 in (2, 3) of 40, less the expunged UIDs 3, 7 and 8
     c.close()
+
+
+def test_big_mailbox_fetch_flags_is_shared_and_never_stale(server: ServerThread) -> None:
+    """FETCH 1:* (FLAGS) of a big mailbox is served from the server's response cache
+    while the mailbox is unchanged, to any session, and never after a change."""
+    import datetime
+
+    from carteiro.imap.response_cache import MIN_MESSAGES
+    from carteiro.store.interface import NewMessage
+
+    user = server.new_user()
+    account = server.call(server.store.get_account(user))
+    inbox = server.call(server.store.get_mailbox(account.id, "INBOX"))
+    now = datetime.datetime.now(datetime.UTC)
+    raw = simple("bulk")
+    from carteiro.message.meta import analyse
+
+    meta = analyse(raw).to_bytes()
+    batch = [
+        NewMessage(raw, meta, frozenset({"\\Seen"} if i % 3 else set()), now)
+        for i in range(MIN_MESSAGES + 5)
+    ]
+    server.call(server.store.append(inbox.id, batch))
+    cache = server.server.responses
+    a, b = _login(server, user), _login(server, user)
+    for c in (a, b):
+        c.cmd("ENABLE IMAP4rev2", tag="E")  # no \Recent: the answer may be shared
+        c.cmd("SELECT INBOX", tag="S")
+    first = a.cmd("FETCH 1:* (FLAGS)", tag="F1")
+    hits = cache.hits
+    assert a.cmd("FETCH 1:* (FLAGS)", tag="F2")[:-1] == first[:-1]
+    assert b.cmd("FETCH 1:* (FLAGS)", tag="F3")[:-1] == first[:-1]
+    assert cache.hits == hits + 2
+    assert first[1] == b"* 2 FETCH (FLAGS (\\Seen))\r\n"
+    b.cmd("STORE 2 -FLAGS.SILENT (\\Seen)", tag="T")
+    a.cmd("NOOP", tag="N")  # a learns of the change
+    after = a.cmd("FETCH 1:* (FLAGS)", tag="F4")
+    assert after[1] == b"* 2 FETCH (FLAGS ())\r\n"
+    assert after[:-1] == _same(a, "FETCH 1:* (FLAGS)", "FETCH 1:* (FLAGS RFC822.SIZE)", _SIZE)
+    a.close()
+    b.close()

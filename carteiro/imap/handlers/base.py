@@ -16,6 +16,7 @@ from carteiro.auth.service import AuthService, Client
 from carteiro.imap.config import ImapConfig
 from carteiro.imap.protocol import commands as c
 from carteiro.imap.protocol.wire import quoted
+from carteiro.imap.response_cache import ResponseCache
 from carteiro.imap.state import BadMailboxName, Session, State
 from carteiro.store import errors as se
 from carteiro.store.interface import Store
@@ -97,6 +98,8 @@ class Context:
     config: ImapConfig
     conn: Connection
     extra: dict[str, Any] = field(default_factory=dict)
+    #: serialised answers shared by the server's sessions (None: not kept)
+    responses: ResponseCache | None = None
     #: the running command's tag and start (monotonic), set by the adapter
     tag: str = ""
     started: float = 0.0

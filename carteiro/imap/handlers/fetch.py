@@ -33,6 +33,7 @@ from carteiro.imap.protocol.fetch_attrs import (
 )
 from carteiro.imap.protocol.sequence_set import from_numbers
 from carteiro.imap.protocol.wire import flag_list, literal, string
+from carteiro.imap.response_cache import MIN_MESSAGES as MIN_CACHED
 from carteiro.imap.uidonly import fetch_start
 from carteiro.message.meta import MessageMeta
 from carteiro.message.sections import UnknownEncoding, binary_bytes, section_bytes
@@ -207,19 +208,42 @@ async def _fetch_lean(
     ctx: Context, cmd: c.Fetch, sel_: Selection, descending: bool, with_uid: bool
 ) -> None:
     """FETCH of UID/FLAGS/MODSEQ only, the bulk of a client's resync (``FETCH 1:*
-    (FLAGS)``): flag rows instead of records, each distinct flag set rendered once, and
-    MSNs found by walking the sorted selection instead of a bisect per message. The
-    bytes are those :func:`render` makes for the same items."""
+    (FLAGS)``): flag rows instead of records, one line template per distinct flag set,
+    MSNs found by walking the sorted selection; and, for a whole big mailbox, the
+    serialised answer reused while the mailbox does not change (:mod:`response_cache`).
+    The bytes are those :func:`render` makes for the same items."""
     sel = ctx.session.selected
     assert sel is not None
+    key = await _cache_key(ctx, cmd, sel_, descending, with_uid)
+    if key is not None:
+        assert ctx.responses is not None
+        cached = ctx.responses.get(key)
+        if cached is not None:
+            ctx.send(cached)
+            await ctx.conn.flush()
+            return
     attrs = cmd.attrs
-    rev1 = ctx.session.rev1
-    uidonly = ctx.session.uidonly
-    recent = sel.recent if rev1 else ()
+    recent = sel.recent if ctx.session.rev1 else ()
     modseq_added = cmd.changed_since is not None and Simple.MODSEQ not in attrs
     since = cmd.changed_since
-    shown: dict[tuple[frozenset[str], bool], bytes] = {}
+    # the items in render()'s order; every number is a %d of the line's template
+    order: list[str] = (["uid"] if with_uid else []) + (["modseq"] if modseq_added else [])
+    for a in attrs:
+        if a is Simple.FLAGS:
+            order.append("flags")
+        elif a is Simple.UID and not with_uid:
+            order.append("uid")
+        elif a is Simple.MODSEQ and not modseq_added:
+            order.append("modseq")
+    head = b"* %d UIDFETCH (" if ctx.session.uidonly else b"* %d FETCH ("
+    # positions in (msn, uid, modseq) of the template's numbers
+    picks = [1 if ctx.session.uidonly else 0] + [
+        {"uid": 1, "modseq": 2}[k] for k in order if k != "flags"
+    ]
+    parts = {"uid": b"UID %d", "modseq": b"MODSEQ (%d)"}
+    templates: dict[tuple[frozenset[str], bool], bytes] = {}
     sel_uids = sel.uids
+    kept: list[bytes] = []
     starts = range(0, len(sel_.uids), LEAN_CHUNK)
     for done, start in enumerate(reversed(starts) if descending else starts):
         ctx.progress(done * LEAN_CHUNK, len(sel_.uids))
@@ -233,34 +257,67 @@ async def _fetch_lean(
                 j += 1
             if j == len(sel_uids) or sel_uids[j] != uid:
                 continue  # not in this session's view
-            if (wanted is not None and uid not in wanted) or (
-                since is not None and modseq <= since
-            ):
+            if wanted is not None and uid not in wanted:
                 continue
-            items: list[bytes] = []
-            if with_uid:
-                items.append(b"UID %d" % uid)
-            if modseq_added:
-                items.append(b"MODSEQ (%d)" % modseq)
-            for a in attrs:
-                if a is Simple.FLAGS:
-                    key = (flags, uid in recent)
-                    text = shown.get(key)
-                    if text is None:
-                        shown_flags = [*flags, "\\Recent"] if key[1] else flags
-                        text = shown[key] = b"FLAGS " + flag_list(shown_flags)
-                    items.append(text)
-                elif a is Simple.UID:
-                    if not with_uid:
-                        items.append(b"UID %d" % uid)
-                elif not modseq_added:  # Simple.MODSEQ
-                    items.append(b"MODSEQ (%d)" % modseq)
-            head = b"* %d UIDFETCH (" % uid if uidonly else b"* %d FETCH (" % (j + 1)
-            lines.append(head + b" ".join(items) + b")\r\n")
+            if since is not None and modseq <= since:
+                continue
+            tkey = (flags, uid in recent)
+            template = templates.get(tkey)
+            if template is None:
+                shown = flag_list([*flags, "\\Recent"] if tkey[1] else flags)
+                items = [
+                    b"FLAGS " + shown.replace(b"%", b"%%") if k == "flags" else parts[k]
+                    for k in order
+                ]
+                template = templates[tkey] = head + b" ".join(items) + b")\r\n"
+            values = (j + 1, uid, modseq)
+            lines.append(template % tuple([values[i] for i in picks]))
         if descending:
             lines.reverse()
-        ctx.send(b"".join(lines))
+        data = b"".join(lines)
+        if key is not None:
+            kept.append(data)
+        ctx.send(data)
         await ctx.conn.flush()
+    if key is not None and await _modseq_now(ctx) == key[2]:
+        assert ctx.responses is not None
+        ctx.responses.put(key, b"".join(kept))
+
+
+async def _modseq_now(ctx: Context) -> int | None:
+    sel = ctx.session.selected
+    assert sel is not None
+    info = await ctx.store.get_mailbox(sel.info.account_id, sel.info.name)
+    return info.highest_modseq if info is not None and info.id == sel.info.id else None
+
+
+async def _cache_key(
+    ctx: Context, cmd: c.Fetch, sel_: Selection, descending: bool, with_uid: bool
+) -> tuple[object, ...] | None:
+    """The response cache's key for this FETCH, or None when its answer is not one to
+    share: not the whole (big) mailbox, \\Recent shown, MODSEQ values, held-back
+    expunges, or a session that has not caught up with the mailbox (its view is then
+    not the mailbox's state at that HIGHESTMODSEQ)."""
+    sel = ctx.session.selected
+    assert sel is not None
+    if (
+        ctx.responses is None
+        or descending
+        or cmd.changed_since is not None
+        or Simple.MODSEQ in cmd.attrs
+        or len(sel_.uids) != len(sel.uids)
+        or len(sel.uids) < MIN_CACHED
+        or (ctx.session.rev1 and sel.recent)
+        or sel.pending_expunged
+    ):
+        return None
+    modseq = await _modseq_now(ctx)
+    if modseq is None or modseq != sel.known_modseq:
+        return None
+    return (
+        "fetch", sel.info.id, modseq, cmd.attrs, with_uid, ctx.session.uidonly,
+        len(sel.uids), sel.max_uid,
+    )  # fmt: skip
 
 
 def _contiguous(sel_uids: Sequence[int], chunk: Sequence[int]) -> bool:
