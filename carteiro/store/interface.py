@@ -478,6 +478,13 @@ class Store(Protocol):
         ascending: FETCH 1:* (FLAGS) and flag-only SEARCH over a big mailbox. Callers
         bound the range (e.g. 10,000 UIDs of their selection at a time)."""
 
+    async def system_flag_matches(
+        self, mailbox_id: int, flag: str, present: bool
+    ) -> list[tuple[int, int]]:
+        """(uid, modseq), ascending, of the messages that have (``present``) or lack the
+        system flag ``flag`` (``\\Seen``…): SEARCH UNSEEN without reading every
+        message's flags. NotFound."""
+
     async def read_blob(self, blob_id: int) -> bytes:
         """The message exactly as appended. NotFound."""
 

@@ -272,3 +272,17 @@ async def test_flag_rows_match_records(store: Store) -> None:
     assert await store.flag_rows(inbox.id, 11, 20) == []
     with pytest.raises(NotFound):
         await store.flag_rows(inbox.id + 1000, 1, 10)
+
+
+async def test_system_flag_matches(store: Store) -> None:
+    _, inbox = await setup(store)
+    await store.append(inbox.id, [msg(flags={"\\Seen"} if i % 2 else set()) for i in range(8)])
+    await store.store_flags(inbox.id, [2, 3], "+", frozenset({"\\Flagged"}))
+    records = {r.uid: r for r in await all_records(store, inbox.id)}
+    unseen = await store.system_flag_matches(inbox.id, "\\Seen", False)
+    assert unseen == [(u, records[u].modseq) for u in (1, 3, 5, 7)]
+    assert [u for u, _ in await store.system_flag_matches(inbox.id, "\\Seen", True)] == [2, 4, 6, 8]
+    assert [u for u, _ in await store.system_flag_matches(inbox.id, "\\Flagged", True)] == [2, 3]
+    assert await store.system_flag_matches(inbox.id, "\\Draft", True) == []
+    with pytest.raises(NotFound):
+        await store.system_flag_matches(inbox.id + 1000, "\\Seen", False)

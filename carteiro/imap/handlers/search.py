@@ -125,6 +125,15 @@ async def _search_flags(
     wanted = set(uids) if len(uids) != len(sel.uids) else None
     sel_uids = sel.uids
     simple = system_flag_test(key)
+    if simple is not None and uids:
+        # one system flag: the store finds the matches (an index scan, no rows built)
+        for uid, modseq in await ctx.store.system_flag_matches(sel.info.id, *simple):
+            if wanted is not None and uid not in wanted:
+                continue
+            msn = sel.msn_of(uid)
+            if msn is not None:
+                hits.append((msn, uid, modseq))
+        return hits
     for start in range(0, len(uids), LEAN_CHUNK):
         ctx.progress(start, len(uids))
         chunk = uids[start : start + LEAN_CHUNK]

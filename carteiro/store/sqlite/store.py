@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from carteiro.store.errors import NotFound, StoreUnavailable
-from carteiro.store.flags import DELETED, SEEN, decode, decode_date
+from carteiro.store.flags import DELETED, FLAG_BITS, SEEN, decode, decode_date
 from carteiro.store.interface import (
     Account,
     AppPassword,
@@ -571,6 +571,23 @@ class SqliteStore:
             return [(uid, decode(mask, kws), modseq) for uid, mask, kws, modseq in rows]
 
         result: list[FlagRow] = await self._read(q)
+        return result
+
+    async def system_flag_matches(
+        self, mailbox_id: int, flag: str, present: bool
+    ) -> list[tuple[int, int]]:
+        bit = FLAG_BITS[flag]
+
+        def q(conn: sqlite3.Connection) -> list[tuple[int, int]]:
+            _mailbox_must_exist(conn, mailbox_id)
+            rows = conn.execute(
+                "SELECT uid, modseq FROM messages WHERE mailbox_id = ? AND (flags & ?) = ?"
+                " ORDER BY uid",
+                (mailbox_id, bit, bit if present else 0),
+            ).fetchall()
+            return [(uid, modseq) for uid, modseq in rows]
+
+        result: list[tuple[int, int]] = await self._read(q)
         return result
 
     async def read_blob(self, blob_id: int) -> bytes:
