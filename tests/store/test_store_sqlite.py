@@ -79,6 +79,11 @@ def old_schema(version: int) -> str:
     from carteiro.store.sqlite import schema
 
     script = schema.SCHEMA
+    if version < 8:  # no partial indexes on flags
+        lines = script.splitlines(keepends=True)
+        v7 = "".join(ln for ln in lines if "ON messages (mailbox_id, uid) WHERE" not in ln)
+        assert v7.count("\n") == script.count("\n") - 3
+        script = v7
     if version < 4:  # no credentials beyond the password hash
         v3 = script.replace(
             "    quota_messages INTEGER,\n    scram          TEXT,\n    totp_secret    TEXT,\n"
@@ -400,3 +405,37 @@ def test_schema_v6_index_is_rebuilt_for_part_headers(tmp_path: Path) -> None:
             await store.close()
 
     asyncio.run(second())
+
+
+def test_schema_v7_database_gets_the_flag_indexes(tmp_path: Path) -> None:
+    """v8 adds partial indexes for unseen, deleted and flagged messages; queries name
+    them (INDEXED BY), so a migrated database must have them."""
+    path = tmp_path / "v7.sqlite"
+    write_old_schema(path, 7)
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert not conn.execute(
+        "SELECT name FROM sqlite_master WHERE name = 'messages_unseen'"
+    ).fetchall()
+    conn.close()
+
+    async def run() -> None:
+        store = SqliteStore(path)
+        await store.open()
+        try:
+            acc = await store.create_account("u@x.org", "h")
+            inbox = await store.get_mailbox(acc.id, "INBOX")
+            assert inbox is not None
+            await store.append(inbox.id, [msg(), msg(flags={"\\Seen", "\\Deleted"})])
+            assert await store.first_unseen(inbox.id) == 1
+            assert [u for u, _ in await store.system_flag_matches(inbox.id, "\\Deleted", True)] == [
+                2
+            ]
+            assert await store.deleted_storage(inbox.id) > 0
+        finally:
+            await store.close()
+        check = sqlite3.connect(path)
+        names = {r[0] for r in check.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"messages_unseen", "messages_deleted", "messages_flagged"} <= names
+        check.close()
+
+    asyncio.run(run())

@@ -727,8 +727,8 @@ def expunge(
     gone = sorted(
         r[0]
         for r in conn.execute(
-            f"SELECT uid FROM messages WHERE mailbox_id = ? AND (flags & {DELETED}) != 0"
-            f" AND {cond}",
+            "SELECT uid FROM messages INDEXED BY messages_deleted"
+            f" WHERE mailbox_id = ? AND (flags & {DELETED}) != 0 AND {cond}",
             [mailbox_id, *params],
         )
     )

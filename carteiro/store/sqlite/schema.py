@@ -36,7 +36,7 @@ import sqlite3
 from carteiro.store.flags import DELETED, SEEN
 from carteiro.store.sqlite import fulltext
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS counters (
@@ -120,6 +120,12 @@ CREATE TABLE IF NOT EXISTS messages (
 
 CREATE INDEX IF NOT EXISTS messages_modseq ON messages (mailbox_id, modseq);
 CREATE INDEX IF NOT EXISTS messages_blob ON messages (blob_id);
+-- v8: the few messages with a state clients ask for by itself (SEARCH UNSEEN, the first
+-- unseen at SELECT, EXPUNGE's deleted ones, SEARCH FLAGGED), found without a scan; the
+-- queries spell the condition exactly like this, or SQLite will not use the index
+CREATE INDEX IF NOT EXISTS messages_unseen ON messages (mailbox_id, uid) WHERE (flags & 8) = 0;
+CREATE INDEX IF NOT EXISTS messages_deleted ON messages (mailbox_id, uid) WHERE (flags & 4) != 0;
+CREATE INDEX IF NOT EXISTS messages_flagged ON messages (mailbox_id, uid) WHERE (flags & 2) != 0;
 
 CREATE TABLE IF NOT EXISTS expunged (
     mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,

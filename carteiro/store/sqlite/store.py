@@ -44,6 +44,12 @@ from carteiro.store.sqlite import credentials, domains, fulltext, ops, outbound,
 from carteiro.store.sqlite.writer import Readers, Writer
 
 _RECORD_COLUMNS = "uid, flags, keywords, internal_date, tz_offset, size, modseq, blob_id"
+#: the partial indexes of schema v8, by (system flag, present)
+_FLAG_INDEXES = {
+    ("\\Seen", False): "messages_unseen",
+    ("\\Deleted", True): "messages_deleted",
+    ("\\Flagged", True): "messages_flagged",
+}
 
 
 # FETCH 1:* builds one MessageRecord per message; a frozen dataclass's __init__ is a
@@ -465,8 +471,8 @@ class SqliteStore:
             if row[0] == 0:  # the counter spares a scan in the common all-seen case
                 return None
             found = conn.execute(
-                f"SELECT uid FROM messages WHERE mailbox_id = ? AND (flags & {SEEN}) = 0"
-                " ORDER BY uid LIMIT 1",
+                "SELECT uid FROM messages INDEXED BY messages_unseen"
+                f" WHERE mailbox_id = ? AND (flags & {SEEN}) = 0 ORDER BY uid LIMIT 1",
                 (mailbox_id,),
             ).fetchone()
             return None if found is None else int(found[0])
@@ -478,7 +484,7 @@ class SqliteStore:
         def q(conn: sqlite3.Connection) -> int:
             _mailbox_must_exist(conn, mailbox_id)
             row = conn.execute(
-                "SELECT coalesce(sum(size), 0) FROM messages"
+                "SELECT coalesce(sum(size), 0) FROM messages INDEXED BY messages_deleted"
                 f" WHERE mailbox_id = ? AND (flags & {DELETED}) != 0",
                 (mailbox_id,),
             ).fetchone()
@@ -576,14 +582,16 @@ class SqliteStore:
     async def system_flag_matches(
         self, mailbox_id: int, flag: str, present: bool
     ) -> list[tuple[int, int]]:
-        bit = FLAG_BITS[flag]
+        # literal conditions, spelled as the partial indexes' (schema v8)
+        cond = f"(flags & {FLAG_BITS[flag]}) " + ("!= 0" if present else "= 0")
+        index = _FLAG_INDEXES.get((flag, present))
+        table = f"messages INDEXED BY {index}" if index else "messages"
 
         def q(conn: sqlite3.Connection) -> list[tuple[int, int]]:
             _mailbox_must_exist(conn, mailbox_id)
             rows = conn.execute(
-                "SELECT uid, modseq FROM messages WHERE mailbox_id = ? AND (flags & ?) = ?"
-                " ORDER BY uid",
-                (mailbox_id, bit, bit if present else 0),
+                f"SELECT uid, modseq FROM {table} WHERE mailbox_id = ? AND {cond} ORDER BY uid",
+                (mailbox_id,),
             ).fetchall()
             return [(uid, modseq) for uid, modseq in rows]
 
