@@ -58,7 +58,7 @@ RESULTS = ROOT / "bench" / "results"
 LOAD_USERS = 50
 LOAD_USER_FMT = "load{n}@example.org"
 LOAD_MESSAGES = 100  # preloaded into each load user's INBOX
-COMPARE_VERSION = 3  # bump when the preloaded content changes
+COMPARE_VERSION = 4  # bump when the preloaded content changes
 
 
 def load_users() -> list[str]:
