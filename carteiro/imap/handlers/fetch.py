@@ -6,6 +6,7 @@ answer in memory, and answers ENVELOPE/BODYSTRUCTURE from metadata computed at A
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from bisect import bisect_left
 from collections.abc import Sequence
@@ -339,67 +340,103 @@ async def _fetch(ctx: Context, cmd: c.Fetch, sel_: Selection, descending: bool =
     if not mark_seen and sel_.uids and set(attrs) <= _LEAN:
         await _fetch_lean(ctx, cmd, sel_, descending, with_uid)
         return
-    starts = range(0, len(sel_.uids), CHUNK)
-    for done, start in enumerate(reversed(starts) if descending else starts):
-        ctx.progress(done * CHUNK, len(sel_.uids))
+    starts = list(range(0, len(sel_.uids), CHUNK))
+    if descending:
+        starts.reverse()
+    # the next chunk's records (and metadata) are read while this one is rendered: the
+    # reader thread and the event loop then work at the same time
+    prefetch_meta = need_meta and cmd.changed_since is None
+
+    async def load(start: int) -> tuple[list[MessageRecord], dict[int, bytes]]:
         chunk = sel_.uids[start : start + CHUNK]
         records = await load_records(ctx, sel.uids, chunk, sel.info.id)
-        if descending:
-            records.reverse()
-        if cmd.changed_since is not None:
-            records = [r for r in records if r.modseq > cmd.changed_since]
-            if not records:
-                continue
-        seen_now: set[int] = set()
-        if mark_seen:
-            unseen = [r.uid for r in records if "\\Seen" not in r.flags]
-            if unseen:
-                updates = await ctx.store.store_flags(
-                    sel.info.id, unseen, "+", frozenset({"\\Seen"})
-                )
-                sel.note_own(updates)
-                new_flags = {u.uid: u.flags for u in updates}
-                seen_now = set(new_flags)
-                records = [
-                    MessageRecord(
-                        r.uid, new_flags[r.uid], r.internal_date, r.size, r.modseq, r.blob_id
-                    )
-                    if r.uid in new_flags
-                    else r
-                    for r in records
-                ]
-        infos = (
-            await ctx.store.object_info(sel.info.id, [r.uid for r in records])
-            if any(a in _OBJECT_ITEMS for a in attrs)
-            else {}
+        metas = (
+            await ctx.store.read_meta(sorted({r.blob_id for r in records})) if prefetch_meta else {}
         )
-        metas: dict[int, bytes] = {}
-        if need_meta:
-            metas = await ctx.store.read_meta(sorted({r.blob_id for r in records}))
-        for batch in by_size(records) if need_raw else [records]:
-            blobs = await ctx.store.read_blobs([r.blob_id for r in batch]) if need_raw else {}
-            for rec in batch:
-                msn = sel.msn_of(rec.uid)
-                if msn is None or (need_raw and rec.blob_id not in blobs):
-                    continue
-                meta = MessageMeta.from_bytes(metas[rec.blob_id]) if need_meta else None
-                raw = blobs[rec.blob_id] if need_raw else None
-                flags_first = rec.uid in seen_now and Simple.FLAGS not in attrs
-                with_modseq = cmd.changed_since is not None or (
-                    rec.uid in seen_now and ctx.session.condstore
-                )
-                info = infos.get(rec.uid)
-                preview = None
-                if meta is not None and Simple.PREVIEW in attrs:
-                    if meta.preview is None and raw is None:  # stored before previews
-                        raw = await ctx.store.read_blob(rec.blob_id)
-                    preview = meta.preview_text(raw or b"")
-                line = render(
-                    ctx, attrs, msn, rec, flags_first, meta, raw, with_uid, with_modseq, info,
-                    preview,
-                )  # fmt: skip
-                ctx.send(line)
-            await ctx.conn.flush()
+        return records, metas
+
+    pending = asyncio.ensure_future(load(starts[0])) if starts else None
+    try:
+        for done in range(len(starts)):
+            assert pending is not None
+            records, metas = await pending
+            pending = (
+                asyncio.ensure_future(load(starts[done + 1])) if done + 1 < len(starts) else None
+            )
+            ctx.progress(done * CHUNK, len(sel_.uids))
+            await _fetch_chunk(
+                ctx, cmd, records, metas, descending, mark_seen, need_meta, need_raw, with_uid
+            )
+    finally:
+        if pending is not None:
+            pending.cancel()
+
+
+async def _fetch_chunk(
+    ctx: Context,
+    cmd: c.Fetch,
+    records: list[MessageRecord],
+    metas: dict[int, bytes],
+    descending: bool,
+    mark_seen: bool,
+    need_meta: bool,
+    need_raw: bool,
+    with_uid: bool,
+) -> None:
+    sel = ctx.session.selected
+    assert sel is not None
+    attrs = cmd.attrs
+    if descending:
+        records.reverse()
+    if cmd.changed_since is not None:
+        records = [r for r in records if r.modseq > cmd.changed_since]
+        if not records:
+            return
+    seen_now: set[int] = set()
+    if mark_seen:
+        unseen = [r.uid for r in records if "\\Seen" not in r.flags]
+        if unseen:
+            updates = await ctx.store.store_flags(sel.info.id, unseen, "+", frozenset({"\\Seen"}))
+            sel.note_own(updates)
+            new_flags = {u.uid: u.flags for u in updates}
+            seen_now = set(new_flags)
+            records = [
+                MessageRecord(r.uid, new_flags[r.uid], r.internal_date, r.size, r.modseq, r.blob_id)
+                if r.uid in new_flags
+                else r
+                for r in records
+            ]
+    infos = (
+        await ctx.store.object_info(sel.info.id, [r.uid for r in records])
+        if any(a in _OBJECT_ITEMS for a in attrs)
+        else {}
+    )
+    if need_meta and not metas:
+        metas = await ctx.store.read_meta(sorted({r.blob_id for r in records}))
+    for batch in by_size(records) if need_raw else [records]:
+        blobs = await ctx.store.read_blobs([r.blob_id for r in batch]) if need_raw else {}
+        for rec in batch:
+            msn = sel.msn_of(rec.uid)
+            if msn is None or (need_raw and rec.blob_id not in blobs):
+                continue
+            meta = MessageMeta.from_bytes(metas[rec.blob_id]) if need_meta else None
+            raw = blobs[rec.blob_id] if need_raw else None
+            flags_first = rec.uid in seen_now and Simple.FLAGS not in attrs
+            with_modseq = cmd.changed_since is not None or (
+                rec.uid in seen_now and ctx.session.condstore
+            )
+            info = infos.get(rec.uid)
+            preview = None
+            if meta is not None and Simple.PREVIEW in attrs:
+                if meta.preview is None and raw is None:  # stored before previews
+                    raw = await ctx.store.read_blob(rec.blob_id)
+                preview = meta.preview_text(raw or b"")
+            line = render(
+                ctx, attrs, msn, rec, flags_first, meta, raw, with_uid, with_modseq, info,
+                preview,
+            )  # fmt: skip
+            ctx.send(line)
+        await ctx.conn.flush()
 
 
 async def fetch_messages(ctx: Context, attrs: tuple[FetchAttr, ...], uids: list[int]) -> None:
