@@ -282,7 +282,6 @@ def configure(conn: sqlite3.Connection, *, writer: bool) -> None:
         conn.execute("PRAGMA query_only = ON")
 
 
-
 def migrate(conn: sqlite3.Connection) -> None:
     """Creates or upgrades the schema (autocommit connection)."""
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
