@@ -265,6 +265,9 @@ class Detectors:
         self._clock = clock
         cap = policy.max_tracked
         self._alerted_networks: _Table[None] = _Table(cap)
+        #: account/network pairs the history already knows (it never forgets one), so
+        #: a repeated login asks no store
+        self._known_networks: _Table[None] = _Table(cap)
         self._failures: _Table[_Failures] = _Table(cap)
         self._sprays: _Table[_Spray] = _Table(cap)
         self._sessions: _Table[_Download] = _Table(cap)
@@ -272,9 +275,10 @@ class Detectors:
         self._deletions: _Table[_Deletions] = _Table(cap)
 
     def tracked_keys(self) -> int:
-        """How many keys all tables hold together (at most 6 × ``max_tracked``)."""
+        """How many keys all tables hold together (at most 7 × ``max_tracked``)."""
         tables = (
             self._alerted_networks,
+            self._known_networks,
             self._failures,
             self._sprays,
             self._sessions,
@@ -291,7 +295,13 @@ class Detectors:
         if not self._on("new-network"):
             return []
         network = network_of(source, self.policy)
-        if network is None or await self.history.seen_network(account, network):
+        if network is None:
+            return []
+        known = f"{account.lower()}\0{network}"
+        if known in self._known_networks:
+            return []
+        if await self.history.seen_network(account, network):
+            self._known_networks.touch(known, lambda: None)
             return []
         now = self._clock()
         if not await self.history.seen_network(account, FIRST_LOGIN_MARKER):

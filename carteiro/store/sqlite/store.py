@@ -44,6 +44,11 @@ from carteiro.store.sqlite import credentials, domains, fulltext, ops, outbound,
 from carteiro.store.sqlite.writer import Readers, Writer
 
 _RECORD_COLUMNS = "uid, flags, keywords, internal_date, tz_offset, size, modseq, blob_id"
+#: reads of at most this many rows (message records, metadata) run on the loop's thread
+SMALL_READ = 64
+#: ... and lists of at most this many UIDs, and message bodies up to this many bytes
+SMALL_LIST = 5000
+SMALL_BYTES = 256 * 1024
 #: the partial indexes of schema v8, by (system flag, present)
 _FLAG_INDEXES = {
     ("\\Seen", False): "messages_unseen",
@@ -115,6 +120,34 @@ class SqliteStore:
             raise RuntimeError("store is not open")
         return await self._readers.run(fn)
 
+    async def _read_or_small(self, fn: Callable[[sqlite3.Connection], Any], rows: int) -> Any:
+        """:meth:`_read_small` for at most :data:`SMALL_READ` rows, else :meth:`_read`."""
+        if rows <= SMALL_READ:
+            return await self._read_small(fn)
+        return await self._read(fn)
+
+    async def _read_if(
+        self,
+        probe: Callable[[sqlite3.Connection], int],
+        fn: Callable[[sqlite3.Connection], Any],
+        limit: int,
+    ) -> Any:
+        """``fn`` on the loop's thread when ``probe`` (a count or size read from a counter
+        or an index, itself run here) is within ``limit``; else on a reader thread."""
+        if self._readers is None:
+            raise RuntimeError("store is not open")
+        if self._readers.run_here(probe) <= limit:
+            return self._readers.run_here(fn)
+        return await self._readers.run(fn)
+
+    async def _read_small(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """A read of a few indexed rows, run on the event loop's thread (see
+        :meth:`Readers.run_here`); anything that may touch many rows or big blobs goes
+        through :meth:`_read`, so the loop is never held for long."""
+        if self._readers is None:
+            raise RuntimeError("store is not open")
+        return self._readers.run_here(fn)
+
     def _index_step(self, conn: sqlite3.Connection) -> bool:
         """Writer thread, when idle: keeps the full-text index up to date."""
         if not self._index_started:
@@ -141,7 +174,7 @@ class SqliteStore:
             ).fetchone()
             return Account(*row) if row else None
 
-        result: Account | None = await self._read(q)
+        result: Account | None = await self._read_small(q)
         return result
 
     async def list_accounts(self) -> list[Account]:
@@ -181,7 +214,7 @@ class SqliteStore:
         await self._writer.submit(partial(domains.remove_alias, address=address, target=target))
 
     async def alias_targets(self, address: str) -> list[str]:
-        result: list[str] = await self._read(partial(domains.alias_targets, address=address))
+        result: list[str] = await self._read_small(partial(domains.alias_targets, address=address))
         return result
 
     async def list_aliases(self) -> dict[str, list[str]]:
@@ -198,7 +231,9 @@ class SqliteStore:
         )
 
     async def sender_addresses(self, account: str) -> list[str]:
-        result: list[str] = await self._read(partial(outbound.sender_addresses, account=account))
+        result: list[str] = await self._read_small(
+            partial(outbound.sender_addresses, account=account)
+        )
         return result
 
     async def list_senders(self) -> dict[str, list[str]]:
@@ -209,7 +244,7 @@ class SqliteStore:
         await self._writer.submit(partial(outbound.add_dkim_key, key=key))
 
     async def dkim_keys(self, domain: str | None = None) -> list[DkimKey]:
-        result: list[DkimKey] = await self._read(partial(outbound.dkim_keys, domain=domain))
+        result: list[DkimKey] = await self._read_small(partial(outbound.dkim_keys, domain=domain))
         return result
 
     async def delete_dkim_key(self, domain: str, selector: str) -> None:
@@ -287,7 +322,7 @@ class SqliteStore:
 
     # --- credentials -----------------------------------------------------------------
     async def credentials(self, address: str) -> Credentials | None:
-        result: Credentials | None = await self._read(
+        result: Credentials | None = await self._read_small(
             partial(credentials.read_credentials, address=address)
         )
         return result
@@ -305,7 +340,7 @@ class SqliteStore:
         return result
 
     async def pop3_options(self, address: str) -> tuple[str | None, bool | None]:
-        result: tuple[str | None, bool | None] = await self._read(
+        result: tuple[str | None, bool | None] = await self._read_small(
             partial(credentials.pop3_options, address=address)
         )
         return result
@@ -379,7 +414,7 @@ class SqliteStore:
         )
 
     async def quota(self, account_id: int) -> Quota:
-        result: Quota = await self._read(partial(ops.read_quota, account_id=account_id))
+        result: Quota = await self._read_small(partial(ops.read_quota, account_id=account_id))
         return result
 
     # --- mailboxes -----------------------------------------------------------------
@@ -392,7 +427,7 @@ class SqliteStore:
             )
             return [ops.mailbox_info(row) for row in rows]
 
-        result: list[MailboxInfo] = await self._read(q)
+        result: list[MailboxInfo] = await self._read_small(q)
         return result
 
     async def get_mailbox(self, account_id: int, name: str) -> MailboxInfo | None:
@@ -404,7 +439,7 @@ class SqliteStore:
             ).fetchone()
             return ops.mailbox_info(row) if row else None
 
-        result: MailboxInfo | None = await self._read(q)
+        result: MailboxInfo | None = await self._read_small(q)
         return result
 
     async def create_mailbox(
@@ -442,7 +477,7 @@ class SqliteStore:
             )
             return [row[0] for row in rows]
 
-        result: list[str] = await self._read(q)
+        result: list[str] = await self._read_small(q)
         return result
 
     async def mailbox_status(self, mailbox_id: int) -> MailboxStatus:
@@ -458,7 +493,7 @@ class SqliteStore:
                 raise NotFound("no such mailbox")
             return MailboxStatus(*row)
 
-        result: MailboxStatus = await self._read(q)
+        result: MailboxStatus = await self._read_small(q)
         return result
 
     async def first_unseen(self, mailbox_id: int) -> int | None:
@@ -477,7 +512,7 @@ class SqliteStore:
             ).fetchone()
             return None if found is None else int(found[0])
 
-        result: int | None = await self._read(q)
+        result: int | None = await self._read_small(q)
         return result
 
     async def deleted_storage(self, mailbox_id: int) -> int:
@@ -502,7 +537,7 @@ class SqliteStore:
                 _mailbox_must_exist(conn, mailbox_id)
             return [row[0] for row in rows]
 
-        result: list[str] = await self._read(q)
+        result: list[str] = await self._read_small(q)
         return result
 
     # --- messages ------------------------------------------------------------------
@@ -526,7 +561,12 @@ class SqliteStore:
             uids.sort()  # already ascending: linear, and guarantees the contract
             return uids
 
-        result: list[int] = await self._read(q)
+        def count(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT messages FROM mailboxes WHERE id = ?", (mailbox_id,))
+            found = row.fetchone()
+            return int(found[0]) if found else 0
+
+        result: list[int] = await self._read_if(count, q, SMALL_LIST)
         return result
 
     async def records(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageRecord]:
@@ -546,7 +586,7 @@ class SqliteStore:
                 _mailbox_must_exist(conn, mailbox_id)
             return _records(rows)
 
-        result: list[MessageRecord] = await self._read(q)
+        result: list[MessageRecord] = await self._read_or_small(q, len(wanted))
         return result
 
     async def records_range(
@@ -562,7 +602,7 @@ class SqliteStore:
                 _mailbox_must_exist(conn, mailbox_id)
             return _records(rows)
 
-        result: list[MessageRecord] = await self._read(q)
+        result: list[MessageRecord] = await self._read_or_small(q, limit)
         return result
 
     async def flag_rows(self, mailbox_id: int, first_uid: int, last_uid: int) -> list[FlagRow]:
@@ -605,7 +645,11 @@ class SqliteStore:
                 raise NotFound("no such message content")
             return bytes(row[0])
 
-        result: bytes = await self._read(q)
+        def size(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT size FROM blobs WHERE id = ?", (blob_id,)).fetchone()
+            return 0 if row is None else int(row[0])
+
+        result: bytes = await self._read_if(size, q, SMALL_BYTES)
         return result
 
     async def read_blobs(self, blob_ids: Sequence[int]) -> dict[int, bytes]:
@@ -625,7 +669,18 @@ class SqliteStore:
             rows = conn.execute(f"SELECT id, {column} FROM blobs WHERE {cond}", params)
             return {row[0]: bytes(row[1]) for row in rows}
 
-        result: dict[int, bytes] = await self._read(q)
+        if column == "meta":
+            result: dict[int, bytes] = await self._read_or_small(q, len(wanted))
+            return result
+
+        def size(conn: sqlite3.Connection) -> int:
+            if not wanted or len(wanted) > SMALL_READ:
+                return 0 if not wanted else SMALL_BYTES + 1
+            cond, params = ops.uid_filter(wanted, column="id")
+            row = conn.execute(f"SELECT coalesce(sum(size), 0) FROM blobs WHERE {cond}", params)
+            return int(row.fetchone()[0])
+
+        result = await self._read_if(size, q, SMALL_BYTES)
         return result
 
     async def store_flags(
@@ -720,7 +775,14 @@ class SqliteStore:
             )
             return Changes(highest, updated, expunged, uidvalidity)
 
-        result: Changes = await self._read(q)
+        def count(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT count(*) FROM messages WHERE mailbox_id = ? AND modseq > ?",
+                (mailbox_id, modseq),
+            ).fetchone()
+            return int(row[0])
+
+        result: Changes = await self._read_if(count, q, SMALL_READ)
         return result
 
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
@@ -756,7 +818,7 @@ class SqliteStore:
                 for uid, digest, thread, saved in rows
             }
 
-        result: dict[int, ObjectInfo] = await self._read(q)
+        result: dict[int, ObjectInfo] = await self._read_or_small(q, len(uids))
         return result
 
     async def claim_recent(self, mailbox_id: int, upto: int | None = None) -> int:
