@@ -733,9 +733,10 @@ class Suite:
         only = self.args.only.split(",") if self.args.only else list(WORKLOADS)
         for name in only:
             getattr(self, name)()
-        return self.write()
+            self.write()  # after each workload: a later failure loses nothing
+        return 0
 
-    def write(self) -> int:
+    def write(self) -> None:
         RESULTS.mkdir(parents=True, exist_ok=True)
         stamp = self.res.started.replace(":", "").replace("-", "")
         md = [
@@ -752,8 +753,7 @@ class Suite:
             md.append("")
         (RESULTS / f"{stamp}.md").write_text("\n".join(md))
         (RESULTS / f"{stamp}.json").write_text(json.dumps(self.res.__dict__, indent=1))
-        print(f"\nresults: {RESULTS / stamp}.md and .json")
-        return 0
+        print(f"\nresults: {RESULTS / stamp}.md and .json", flush=True)
 
 
 def main() -> int:

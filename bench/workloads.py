@@ -255,7 +255,9 @@ def _dot_stuff(data: bytes) -> bytes:
     return data
 
 
-async def _lmtp_session(port: int, rcpt: str, msgs: list[bytes], lat: list[float]) -> int:
+async def _lmtp_session(
+    port: int, rcpt: str, msgs: list[bytes], lat: list[float], refused: list[str]
+) -> int:
     r, w = await asyncio.open_connection("127.0.0.1", port)
 
     async def reply() -> bytes:
@@ -272,7 +274,11 @@ async def _lmtp_session(port: int, rcpt: str, msgs: list[bytes], lat: list[float
     ok = 0
     for m in msgs:
         t0 = time.perf_counter()
-        w.write(b"MAIL FROM:<sender@bench.test>\r\nRCPT TO:<%s>\r\nDATA\r\n" % rcpt.encode())
+        # the sample messages carry raw UTF-8 (RFC 6152: say so)
+        w.write(
+            b"MAIL FROM:<sender@bench.test> BODY=8BITMIME\r\nRCPT TO:<%s>\r\nDATA\r\n"
+            % rcpt.encode()
+        )
         a, b, c = await reply(), await reply(), await reply()
         if not (a.startswith(b"250") and b.startswith(b"250") and c.startswith(b"354")):
             raise ImapError(f"LMTP refused: {a!r} {b!r} {c!r}")
@@ -280,6 +286,8 @@ async def _lmtp_session(port: int, rcpt: str, msgs: list[bytes], lat: list[float
         final = await reply()
         if final.startswith(b"250"):
             ok += 1
+        elif not refused:
+            refused.append(final.decode(errors="replace").strip())
         lat.append(time.perf_counter() - t0)
     w.write(b"QUIT\r\n")
     await w.drain()
@@ -306,17 +314,21 @@ def delivery(server: Server, rcpt: str, count: int, sessions: int = 10,
         raise ImapError(f"IDLE refused: {line!r}")
     cpu0 = server.cpu()
     lat: list[float] = []
+    refused: list[str] = []
     result: dict[str, Any] = {}
 
     def send_all() -> None:
         async def main() -> int:
             chunks = [msgs[i::sessions] for i in range(sessions)]
             done = await asyncio.gather(
-                *(_lmtp_session(server.lmtp_port, rcpt, ch, lat) for ch in chunks)
+                *(_lmtp_session(server.lmtp_port, rcpt, ch, lat, refused) for ch in chunks)
             )
             return sum(done)
 
-        result["accepted"] = asyncio.run(main())
+        try:
+            result["accepted"] = asyncio.run(main())
+        except (OSError, ImapError, asyncio.IncompleteReadError) as e:
+            result["error"] = f"{type(e).__name__}: {e}"
         result["sent_at"] = time.monotonic()
 
     import threading
@@ -329,6 +341,8 @@ def delivery(server: Server, rcpt: str, count: int, sessions: int = 10,
     buf = b""
     watcher.sock.settimeout(1.0)
     while seen < target and time.monotonic() < deadline:
+        if "sent_at" in result and seen >= base + result.get("accepted", 0):
+            break  # the senders are done and everything accepted is visible
         try:
             data = watcher.sock.recv(65536)
         except TimeoutError:
@@ -359,6 +373,8 @@ def delivery(server: Server, rcpt: str, count: int, sessions: int = 10,
         "lmtp_p50_ms": percentile(lat, 50) * 1000,
         "lmtp_p99_ms": percentile(lat, 99) * 1000,
         "final_messages": int(mm.group(1)) if mm else -1,
+        "refused_sample": refused[:1],
+        "sender_error": result.get("error", ""),
         "expected_messages": target,
         "server_cpu_s": server.cpu() - cpu0,
     }
