@@ -502,6 +502,8 @@ class Suite:
             c.stop()
             raise
         key = ("with caches" if cache else "without caches") + f", {hash_kind} hash"
+        if max_sessions > 1000:
+            key += f", {max_sessions:,} sessions"
         self.res.settings.setdefault(f"Carteiro ({key})", c.settings())
         self.res.settings.setdefault(f"Dovecot ({key})", d.settings())
         return c, d
