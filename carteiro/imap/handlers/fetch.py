@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from carteiro.imap.handlers.base import (
     SELECTED,
@@ -38,7 +38,7 @@ from carteiro.imap.response_cache import MIN_MESSAGES as MIN_CACHED
 from carteiro.imap.uidonly import fetch_start
 from carteiro.message.meta import MessageMeta
 from carteiro.message.sections import UnknownEncoding, binary_bytes, section_bytes
-from carteiro.store.interface import MessageRecord, ObjectInfo
+from carteiro.store.interface import FlagRow, MessageRecord, ObjectInfo
 
 CHUNK = 500
 #: body items (each a copy of all or part of the message) one FETCH may ask for
@@ -251,15 +251,8 @@ async def _fetch_lean(
         chunk = sel_.uids[start : start + LEAN_CHUNK]
         rows = await ctx.store.flag_rows(sel.info.id, chunk[0], chunk[-1])
         wanted = None if _contiguous(sel_uids, chunk) else set(chunk)
-        j = bisect_left(sel_uids, chunk[0])
         lines: list[bytes] = []
-        for uid, flags, modseq in rows:
-            while j < len(sel_uids) and sel_uids[j] < uid:
-                j += 1
-            if j == len(sel_uids) or sel_uids[j] != uid:
-                continue  # not in this session's view
-            if wanted is not None and uid not in wanted:
-                continue
+        for msn, (uid, flags, modseq) in in_view(sel_uids, rows, wanted):
             if since is not None and modseq <= since:
                 continue
             tkey = (flags, uid in recent)
@@ -271,7 +264,7 @@ async def _fetch_lean(
                     for k in order
                 ]
                 template = templates[tkey] = head + b" ".join(items) + b")\r\n"
-            values = (j + 1, uid, modseq)
+            values = (msn, uid, modseq)
             lines.append(template % tuple([values[i] for i in picks]))
         if descending:
             lines.reverse()
@@ -319,6 +312,26 @@ async def _cache_key(
         "fetch", sel.info.id, modseq, cmd.attrs, with_uid, ctx.session.uidonly,
         len(sel.uids), sel.max_uid,
     )  # fmt: skip
+
+
+def in_view(
+    sel_uids: Sequence[int], rows: list[FlagRow], wanted: set[int] | None
+) -> Iterator[tuple[int, FlagRow]]:
+    """(MSN, row) for the flag rows (ascending) that are in the session's view and in
+    ``wanted`` (None: all): the MSN by walking the sorted view along the rows, not by a
+    search per row."""
+    if not rows:
+        return
+    j = bisect_left(sel_uids, rows[0][0])
+    end = len(sel_uids)
+    for row in rows:
+        uid = row[0]
+        while j < end and sel_uids[j] < uid:
+            j += 1
+        if j == end:
+            return
+        if sel_uids[j] == uid and (wanted is None or uid in wanted):
+            yield j + 1, row
 
 
 def _contiguous(sel_uids: Sequence[int], chunk: Sequence[int]) -> bool:

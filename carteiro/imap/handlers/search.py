@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
 from typing import cast
 
 from carteiro.imap.handlers.base import SELECTED, Context, Result, bad, command, not_uid, ok
-from carteiro.imap.handlers.fetch import CHUNK, LEAN_CHUNK, by_size, load_records
+from carteiro.imap.handlers.fetch import CHUNK, LEAN_CHUNK, by_size, in_view, load_records
 from carteiro.imap.handlers.messages import limit, limit_code, partial_slice
 from carteiro.imap.protocol import commands as c
 from carteiro.imap.protocol import search_keys as k
@@ -137,22 +136,15 @@ async def _search_flags(
     for start in range(0, len(uids), LEAN_CHUNK):
         ctx.progress(start, len(uids))
         chunk = uids[start : start + LEAN_CHUNK]
-        j = bisect_left(sel_uids, chunk[0])
-        for row in await ctx.store.flag_rows(sel.info.id, chunk[0], chunk[-1]):
-            uid = row[0]
-            while j < len(sel_uids) and sel_uids[j] < uid:
-                j += 1
-            if j == len(sel_uids) or sel_uids[j] != uid:
-                continue  # not in this session's view
-            if wanted is not None and uid not in wanted:
-                continue
+        rows = await ctx.store.flag_rows(sel.info.id, chunk[0], chunk[-1])
+        for msn, row in in_view(sel_uids, rows, wanted):
             if simple is not None:
                 flag, present = simple
                 if (flag in row[1]) == present:
-                    hits.append((j + 1, uid, row[2]))
+                    hits.append((msn, row[0], row[2]))
             # flag-only keys read uid, flags and modseq: the fields of a flag row
-            elif evaluate(key, cast(MessageRecord, _AsRecord(row)), j + 1, sel, None):
-                hits.append((j + 1, uid, row[2]))
+            elif evaluate(key, cast(MessageRecord, _AsRecord(row)), msn, sel, None):
+                hits.append((msn, row[0], row[2]))
     return hits
 
 
