@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,60 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import CARTEIRO, PASSWORD, ROOT, USER, Imap, free_port, proc_cpu  # noqa: E402
-
-
-class Server:
-    """``carteiro serve`` with IMAP only, on a free port, with ``config`` as its TOML."""
-
-    def __init__(self, data_dir: Path, config: str) -> None:
-        self.port = free_port()
-        conf = data_dir.parent / "auth-cache.toml"
-        conf.write_text(config)
-        self.log_path = data_dir.parent / "server.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115
-        off = ("--imaps", "off", "--smtp", "off", "--submission", "off", "--submissions", "off")
-        self.proc = subprocess.Popen(
-            [
-                CARTEIRO,
-                "serve",
-                "--config",
-                str(conf),
-                "--data-dir",
-                str(data_dir),
-                "--imap",
-                f"127.0.0.1:{self.port}",
-                *off,
-            ],  # fmt: skip
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited, see {self.log_path}")
-            try:
-                Imap(self.port, timeout=5).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("server did not start within 60 s")
-
-    def cpu(self) -> float:
-        return proc_cpu(self.proc.pid)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()  # only the server this script started
-                self.proc.wait(10)
-        self._log.close()
+from common import CARTEIRO, PASSWORD, ROOT, USER, Imap, ServerProcess  # noqa: E402
 
 
 def login_loop(port: int, until: float, counts: list[int], slot: int) -> None:
@@ -90,7 +36,7 @@ def login_loop(port: int, until: float, counts: list[int], slot: int) -> None:
         counts[slot] += 1
 
 
-def measure(port: int, server: Server, clients: int, seconds: float) -> tuple[float, float]:
+def measure(port: int, server: ServerProcess, clients: int, seconds: float) -> tuple[float, float]:
     """(logins/s, server CPU ms per login)."""
     counts = [0] * clients
     cpu0, t0 = server.cpu(), time.monotonic()
@@ -123,8 +69,7 @@ def main() -> None:
         )  # fmt: skip
         print(f"{'cache':<14}{'clients':>8}{'logins/s':>11}{'CPU ms/login':>15}")
         for label, ttl in (("off (ttl 0)", 0), ("on (ttl 300)", 300)):
-            config = f"max_connections_per_account = 0\nauth_cache_ttl = {ttl}\n"
-            server = Server(data, config)
+            server = ServerProcess(data, config_extra=f"auth_cache_ttl = {ttl}\n")
             try:
                 warm = Imap(server.port)
                 warm.login(USER, PASSWORD)  # the first login verifies either way

@@ -13,6 +13,7 @@ import os
 import random
 import re
 import ssl
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -330,8 +331,6 @@ def delivery(server: Server, rcpt: str, count: int, sessions: int = 10,
         except (OSError, ImapError, asyncio.IncompleteReadError) as e:
             result["error"] = f"{type(e).__name__}: {e}"
         result["sent_at"] = time.monotonic()
-
-    import threading
 
     t0 = time.monotonic()
     th = threading.Thread(target=send_all)
