@@ -11,12 +11,35 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from carteiro.imap.protocol.sequence_set import from_numbers
 from carteiro.imap.protocol.wire import flag_list
 from carteiro.imap.uidonly import fetch_start
 from carteiro.store.interface import SYSTEM_FLAGS, Changes, FlagUpdate, MailboxInfo
+
+
+def locate(view: Sequence[int], uids: Iterable[int]) -> Iterator[tuple[int, int]]:
+    """(MSN, UID) for those of ``uids`` (ascending) that are in ``view`` (ascending,
+    distinct). UIDs are integers that only grow, so ``uid`` cannot sit further than
+    ``uid - view[lo]`` places after ``lo``: in a mailbox without holes the first guess is
+    right, and otherwise the search is narrowed to that window."""
+    n = len(view)
+    lo = 0
+    for uid in uids:
+        if lo >= n:
+            return
+        first = view[lo]
+        if uid < first:
+            continue
+        guess = lo + uid - first
+        if guess < n and view[guess] == uid:
+            lo = guess
+            yield guess + 1, uid
+            continue
+        lo = bisect_left(view, uid, lo, min(n, guess + 1))
+        if lo < n and view[lo] == uid:
+            yield lo + 1, uid
 
 
 class SelectedMailbox:

@@ -21,6 +21,7 @@ Conventions shared by all methods:
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -148,6 +149,29 @@ class TextMatches:
     #: UIDs whose content is not indexed (yet, or cannot be), ascending: the caller
     #: must decide these itself; every other UID of the mailbox does not match
     unindexed: list[int]
+
+
+class FlagMatches:
+    """The messages that have (or lack) one system flag (see
+    :meth:`Store.system_flag_matches`). The UIDs come as the store joined them, decimal
+    and comma-separated: ``UID SEARCH UNSEEN`` on a big mailbox is answered from that
+    text without making thousands of integers and turning them back into text."""
+
+    __slots__ = ("text", "highest_modseq", "_uids")
+
+    def __init__(self, text: str, highest_modseq: int) -> None:
+        #: the UIDs, ascending, as ``"3,17,40"`` ("" for none)
+        self.text = text
+        #: the mailbox's HIGHESTMODSEQ when this was read: a session that has seen it
+        #: knows every UID here is in its view
+        self.highest_modseq = highest_modseq
+        self._uids: list[int] | None = None
+
+    @property
+    def uids(self) -> list[int]:
+        if self._uids is None:
+            self._uids = json.loads(f"[{self.text}]")  # one pass in C
+        return self._uids
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,12 +502,9 @@ class Store(Protocol):
         ascending: FETCH 1:* (FLAGS) and flag-only SEARCH over a big mailbox. Callers
         bound the range (e.g. 10,000 UIDs of their selection at a time)."""
 
-    async def system_flag_matches(
-        self, mailbox_id: int, flag: str, present: bool
-    ) -> list[tuple[int, int]]:
-        """(uid, modseq), ascending, of the messages that have (``present``) or lack the
-        system flag ``flag`` (``\\Seen``…): SEARCH UNSEEN without reading every
-        message's flags. NotFound."""
+    async def system_flag_matches(self, mailbox_id: int, flag: str, present: bool) -> FlagMatches:
+        """The messages that have (``present``) or lack the system flag ``flag``
+        (``\\Seen``…): SEARCH UNSEEN without reading every message's flags. NotFound."""
 
     async def read_blob(self, blob_id: int) -> bytes:
         """The message exactly as appended. NotFound."""

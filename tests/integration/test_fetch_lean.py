@@ -164,3 +164,54 @@ def test_big_mailbox_fetch_flags_is_shared_and_never_stale(server: ServerThread)
     assert after[:-1] == _same(a, "FETCH 1:* (FLAGS)", "FETCH 1:* (FLAGS RFC822.SIZE)", _SIZE)
     a.close()
     b.close()
+
+
+def test_search_one_flag_follows_other_sessions(server: ServerThread) -> None:
+    """SEARCH on one system flag is answered from the store's flag index. While another
+    session expunges (held back during SEARCH) and appends, the MSNs stay those of this
+    session's view, and answers equal the general path's, in every RETURN form."""
+    user = server.new_user()
+    _populate(server, user, 24)
+    c = _login(server, user)
+    c.cmd("ENABLE CONDSTORE", tag="E")
+    c.cmd("SELECT INBOX", tag="S")
+
+    def same(key: str) -> list[bytes]:
+        lean = [ln for ln in c.cmd(key, tag="A") if ln.startswith(b"* ")]
+        general = [ln for ln in c.cmd(f"{key} LARGER 0", tag="B") if ln.startswith(b"* ")]
+        strip = re.compile(rb" ?\(TAG \"[AB]\"\)")
+        assert [strip.sub(b"", ln) for ln in lean] == [strip.sub(b"", ln) for ln in general]
+        return lean
+
+    before = same("SEARCH UNSEEN")[0].split()[2:]
+    other = server.connect(user)
+    other.select("INBOX")
+    other.uid("STORE", "2,4", "+FLAGS", "(\\Deleted)")  # UID 4 (MSN 3) is unseen
+    other.expunge()
+    typ, _ = other.append("INBOX", "()", None, simple("arrived"))
+    assert typ == "OK"
+    other.logout()
+    # the first command after the changes runs before this session has seen them: the
+    # store's answer holds a UID it does not know yet, and lacks one it still shows
+    first = [ln for ln in c.cmd("SEARCH UNSEEN", tag="A") if ln.startswith(b"* SEARCH")]
+    assert first[0].split()[2:] == [n for n in before if n != b"3"]
+    # SEARCH may not announce the expunges: MSNs are still those of the old view
+    held = same("SEARCH UNSEEN")
+    assert held[0].split()[2:] == [n for n in before if n != b"3"] + [b"22"]
+    c.cmd("NOOP", tag="N")
+    after = same("SEARCH UNSEEN")[0].split()[2:]
+    assert len(after) == len(before)  # one unseen gone, one arrived
+    assert same("UID SEARCH UNSEEN")[0].split()[-1] == b"25"  # the new message
+    for key in (
+        "SEARCH RETURN (MIN MAX COUNT) UNSEEN",
+        "UID SEARCH RETURN (ALL) UNSEEN",
+        "SEARCH RETURN () DELETED",
+        "UID SEARCH RETURN (MIN) FLAGGED",
+        "SEARCH SEEN",
+        "UID SEARCH NOT DELETED",
+    ):
+        same(key)
+    c.cmd("SEARCH RETURN (SAVE) UNSEEN", tag="V")
+    saved = [ln for ln in c.cmd("FETCH $ (UID)", tag="F") if b" FETCH (" in ln]
+    assert len(saved) == len(after)
+    c.close()

@@ -278,11 +278,36 @@ async def test_system_flag_matches(store: Store) -> None:
     _, inbox = await setup(store)
     await store.append(inbox.id, [msg(flags={"\\Seen"} if i % 2 else set()) for i in range(8)])
     await store.store_flags(inbox.id, [2, 3], "+", frozenset({"\\Flagged"}))
-    records = {r.uid: r for r in await all_records(store, inbox.id)}
+    status = await store.mailbox_status(inbox.id)
     unseen = await store.system_flag_matches(inbox.id, "\\Seen", False)
-    assert unseen == [(u, records[u].modseq) for u in (1, 3, 5, 7)]
-    assert [u for u, _ in await store.system_flag_matches(inbox.id, "\\Seen", True)] == [2, 4, 6, 8]
-    assert [u for u, _ in await store.system_flag_matches(inbox.id, "\\Flagged", True)] == [2, 3]
-    assert await store.system_flag_matches(inbox.id, "\\Draft", True) == []
+    assert (unseen.text, unseen.uids) == ("1,3,5,7", [1, 3, 5, 7])
+    assert unseen.highest_modseq == status.highest_modseq
+    assert (await store.system_flag_matches(inbox.id, "\\Seen", True)).uids == [2, 4, 6, 8]
+    assert (await store.system_flag_matches(inbox.id, "\\Flagged", True)).uids == [2, 3]
+    assert (await store.system_flag_matches(inbox.id, "\\Flagged", False)).uids == [
+        1, 4, 5, 6, 7, 8
+    ]
+    assert (await store.system_flag_matches(inbox.id, "\\Deleted", False)).uids == list(
+        range(1, 9)
+    )
+    none = await store.system_flag_matches(inbox.id, "\\Draft", True)
+    assert (none.text, none.uids) == ("", [])
+    assert none.highest_modseq == status.highest_modseq
     with pytest.raises(NotFound):
         await store.system_flag_matches(inbox.id + 1000, "\\Seen", False)
+
+
+async def test_system_flag_matches_follow_changes_in_uid_order(store: Store) -> None:
+    """Flags changed out of UID order still come back ascending, and HIGHESTMODSEQ moves
+    with every change."""
+    _, inbox = await setup(store)
+    await store.append(inbox.id, [msg(flags={"\\Seen"}) for _ in range(30)])
+    before = (await store.system_flag_matches(inbox.id, "\\Seen", False)).highest_modseq
+    for uid in (29, 3, 17, 11, 1, 30):
+        await store.store_flags(inbox.id, [uid], "-", frozenset({"\\Seen"}))
+    await store.store_flags(inbox.id, [17], "+", frozenset({"\\Deleted"}))
+    found = await store.system_flag_matches(inbox.id, "\\Seen", False)
+    assert found.uids == [1, 3, 11, 17, 29, 30]
+    assert found.highest_modseq == before + 7
+    assert found.highest_modseq == (await store.mailbox_status(inbox.id)).highest_modseq
+    assert (await store.system_flag_matches(inbox.id, "\\Deleted", True)).uids == [17]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import re
 import sqlite3
 from pathlib import Path
 
@@ -79,6 +80,12 @@ def old_schema(version: int) -> str:
     from carteiro.store.sqlite import schema
 
     script = schema.SCHEMA
+    if version < 9:  # the flag indexes held (mailbox_id, uid) only
+        v8 = re.sub(
+            r"\(mailbox_id, uid, modseq, flags\)\n +WHERE", "(mailbox_id, uid) WHERE", script
+        )
+        assert v8.count("(mailbox_id, uid) WHERE") == 3
+        script = v8
     if version < 8:  # no partial indexes on flags
         lines = script.splitlines(keepends=True)
         v7 = "".join(ln for ln in lines if "ON messages (mailbox_id, uid) WHERE" not in ln)
@@ -407,6 +414,44 @@ def test_schema_v6_index_is_rebuilt_for_part_headers(tmp_path: Path) -> None:
     asyncio.run(second())
 
 
+def test_schema_v8_flag_indexes_become_covering(tmp_path: Path) -> None:
+    """v9 rebuilds the flag indexes with modseq and flags, so that SEARCH UNSEEN reads
+    the index alone; the mail and its flags are kept."""
+    path = tmp_path / "v8.sqlite"
+    write_old_schema(path, 8)
+
+    def columns(conn: sqlite3.Connection, index: str) -> list[str]:
+        return [r[2] for r in conn.execute(f"PRAGMA index_info({index})")]
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert columns(conn, "messages_unseen") == ["mailbox_id", "uid"]
+    conn.close()
+
+    async def run() -> None:
+        store = SqliteStore(path)
+        await store.open()
+        try:
+            acc = await store.create_account("u@x.org", "h")
+            inbox = await store.get_mailbox(acc.id, "INBOX")
+            assert inbox is not None
+            await store.append(inbox.id, [msg(), msg(flags={"\\Seen", "\\Flagged"}), msg()])
+            assert (await store.system_flag_matches(inbox.id, "\\Seen", False)).uids == [1, 3]
+            assert (await store.system_flag_matches(inbox.id, "\\Flagged", True)).uids == [2]
+        finally:
+            await store.close()
+        check = sqlite3.connect(path)
+        for index in ("messages_unseen", "messages_deleted", "messages_flagged"):
+            assert columns(check, index) == ["mailbox_id", "uid", "modseq", "flags"]
+        plan = check.execute(
+            "EXPLAIN QUERY PLAN SELECT uid, modseq FROM messages INDEXED BY messages_unseen"
+            " WHERE mailbox_id = 1 AND (flags & 8) = 0 ORDER BY uid"
+        ).fetchall()
+        assert "COVERING INDEX messages_unseen" in plan[0][3]
+        check.close()
+
+    asyncio.run(run())
+
+
 def test_schema_v7_database_gets_the_flag_indexes(tmp_path: Path) -> None:
     """v8 adds partial indexes for unseen, deleted and flagged messages; queries name
     them (INDEXED BY), so a migrated database must have them."""
@@ -427,9 +472,8 @@ def test_schema_v7_database_gets_the_flag_indexes(tmp_path: Path) -> None:
             assert inbox is not None
             await store.append(inbox.id, [msg(), msg(flags={"\\Seen", "\\Deleted"})])
             assert await store.first_unseen(inbox.id) == 1
-            assert [u for u, _ in await store.system_flag_matches(inbox.id, "\\Deleted", True)] == [
-                2
-            ]
+            found = await store.system_flag_matches(inbox.id, "\\Deleted", True)
+            assert found.uids == [2]
             assert await store.deleted_storage(inbox.id) > 0
         finally:
             await store.close()

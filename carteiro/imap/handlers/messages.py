@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 from carteiro.imap.handlers.base import CommandFailed, Context, bad
 from carteiro.imap.protocol.sequence_set import SequenceSet
+
+_Uids = TypeVar("_Uids", bound=Sequence[int])
 
 
 @dataclass(frozen=True)
@@ -13,14 +17,14 @@ class Selection:
     uids: list[int]  # ascending, all currently in the session's MSN map
 
 
-def limit(ctx: Context, uids: list[int]) -> tuple[list[int], int | None]:
+def limit(ctx: Context, uids: _Uids) -> tuple[_Uids, int | None]:
     """MESSAGELIMIT (RFC 9738 §3.1): the messages with the highest UIDs, at most the
     limit of them, and the lowest UID kept when some were left out (else None): the
     client continues below it."""
     n = ctx.config.message_limit
     if len(uids) <= n:
         return uids, None
-    kept = uids[-n:]
+    kept = cast(_Uids, uids[-n:])  # a list's or an array's slice is of its own type
     return kept, kept[0]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import cast
 
 from carteiro.imap.handlers.base import SELECTED, Context, Result, bad, command, not_uid, ok
@@ -23,21 +24,23 @@ from carteiro.imap.search_eval import (
     text_keys,
     uses_modseq,
 )
+from carteiro.imap.selected import locate
 from carteiro.message.meta import MessageMeta
-from carteiro.store.interface import FlagRow, MessageRecord
+from carteiro.store.interface import FlagMatches, FlagRow, MessageRecord
 
 _RETURN = {"MIN", "MAX", "ALL", "COUNT", "SAVE", "PARTIAL"}
 
 
-def candidates(ctx: Context, key: k.SearchKey) -> list[int]:
-    """The UIDs the search must look at: all, or those a top-level sequence-set key
-    allows (so that MESSAGELIMIT counts the messages actually searched)."""
+def candidates(ctx: Context, key: k.SearchKey) -> Sequence[int]:
+    """The UIDs the search must look at: all (the view itself, not a copy), or those a
+    top-level sequence-set key allows (so that MESSAGELIMIT counts the messages actually
+    searched)."""
     sel = ctx.session.selected
     assert sel is not None
     parts = key.keys if isinstance(key, k.And) else (key,)
     sets = [p for p in parts if isinstance(p, k.SeqKey) and not p.seqs.saved]
     if not sets:
-        return list(sel.uids)
+        return sel.uids
     uids = list(sel.uids)
     for s in sets:
         if s.uid:
@@ -60,10 +63,81 @@ async def text_index(ctx: Context, key: k.SearchKey) -> TextIndex | None:
     return index
 
 
-async def run_search(
-    ctx: Context, cmd: c.Search, uids: list[int] | None = None
-) -> list[tuple[int, int, int]]:
-    """(msn, uid, modseq) of matching messages among ``uids`` (default: all), ascending."""
+class Hits:
+    """Matching messages, ascending by UID. MSNs are worked out only when a response
+    needs them, and a one-flag answer from the store keeps the store's text of UIDs:
+    ``UID SEARCH UNSEEN`` on a big mailbox then costs a few passes in C, not an object
+    per message."""
+
+    __slots__ = ("_uids", "_modseqs", "_msns", "_view", "_found")
+
+    def __init__(
+        self,
+        uids: list[int] | None,
+        modseqs: list[int] | None,
+        msns: list[int] | None,
+        found: FlagMatches | None = None,
+        view: Sequence[int] = (),
+    ) -> None:
+        self._uids = uids
+        #: None when not read (a search without a MODSEQ key does not need them)
+        self._modseqs = modseqs
+        self._msns = msns
+        self._found = found
+        #: the session's view, from which MSNs are worked out when not given
+        self._view = view
+
+    @classmethod
+    def of(cls, found: list[tuple[int, int, int]]) -> Hits:
+        """From (msn, uid, modseq) triples, in any order."""
+        if not found:
+            return cls([], [], [])
+        found.sort()
+        msns, uids, modseqs = (list(col) for col in zip(*found, strict=True))
+        return cls(uids, modseqs, msns)
+
+    @classmethod
+    def within(cls, found: FlagMatches, view: Sequence[int]) -> Hits:
+        """The store's answer for one flag, every UID of which is in ``view`` (modseqs
+        are not read: a one-flag search has no MODSEQ key)."""
+        return cls(None, None, None, found, view)
+
+    def __len__(self) -> int:
+        return len(self.uids)
+
+    @property
+    def uids(self) -> list[int]:
+        if self._uids is None:
+            assert self._found is not None
+            self._uids = self._found.uids
+        return self._uids
+
+    @property
+    def modseqs(self) -> list[int]:
+        if self._modseqs is None:
+            raise RuntimeError("modseqs were not read for this search")
+        return self._modseqs
+
+    @property
+    def msns(self) -> list[int]:
+        if self._msns is None:
+            view = self._view
+            if view and view[-1] - view[0] + 1 == len(view):
+                offset = view[0] - 1  # no holes in the view: MSN is UID minus offset
+                self._msns = [u - offset for u in self.uids]
+            else:
+                self._msns = [msn for msn, _ in locate(view, self.uids)]
+        return self._msns
+
+    def words(self, uid: bool) -> bytes:
+        """The UIDs or MSNs, separated by spaces, as ``* SEARCH`` lists them."""
+        if uid and self._found is not None:
+            return self._found.text.replace(",", " ").encode()
+        return " ".join(map(str, self.uids if uid else self.msns)).encode()
+
+
+async def run_search(ctx: Context, cmd: c.Search, uids: Sequence[int] | None = None) -> Hits:
+    """The matching messages among ``uids`` (default: all)."""
     sel = ctx.session.selected
     assert sel is not None
     content_needed = needs_content(cmd.key)
@@ -72,7 +146,7 @@ async def run_search(
     now = time.time()
     hits: list[tuple[int, int, int]] = []
     if uids is None:
-        uids = list(sel.uids)
+        uids = sel.uids
     if index is not None and (possible := index.possible(cmd.key)) is not None:
         uids = [u for u in uids if u in possible]
     if flags_only(cmd.key):
@@ -108,13 +182,10 @@ async def run_search(
                     info = infos.get(rec.uid)
                     if evaluate(cmd.key, rec, msn, sel, content, info, now, index):
                         hits.append((msn, rec.uid, rec.modseq))
-    hits.sort()
-    return hits
+    return Hits.of(hits)
 
 
-async def _search_flags(
-    ctx: Context, key: k.SearchKey, uids: list[int]
-) -> list[tuple[int, int, int]]:
+async def _search_flags(ctx: Context, key: k.SearchKey, uids: Sequence[int]) -> Hits:
     """A search on flags, sets and MODSEQ only (``UNSEEN``, ``FLAGGED``, ``1:* DELETED``):
     evaluated over flag rows, without building a record per message; MSNs by a walk of
     the selection."""
@@ -126,13 +197,15 @@ async def _search_flags(
     simple = system_flag_test(key)
     if simple is not None and uids:
         # one system flag: the store finds the matches (an index scan, no rows built)
-        for uid, modseq in await ctx.store.system_flag_matches(sel.info.id, *simple):
-            if wanted is not None and uid not in wanted:
-                continue
-            msn = sel.msn_of(uid)
-            if msn is not None:
-                hits.append((msn, uid, modseq))
-        return hits
+        found = await ctx.store.system_flag_matches(sel.info.id, *simple)
+        if wanted is None and found.highest_modseq <= sel.known_modseq:
+            # the session has seen every change the answer reflects, so every UID in
+            # it is in the view (expunges still pending only make the view larger)
+            return Hits.within(found, sel_uids)
+        picked = [(msn, uid) for msn, uid in locate(sel_uids, found.uids)]
+        if wanted is not None:
+            picked = [(msn, uid) for msn, uid in picked if uid in wanted]
+        return Hits([u for _, u in picked], None, [m for m, _ in picked])
     for start in range(0, len(uids), LEAN_CHUNK):
         ctx.progress(start, len(uids))
         chunk = uids[start : start + LEAN_CHUNK]
@@ -145,7 +218,7 @@ async def _search_flags(
             # flag-only keys read uid, flags and modseq: the fields of a flag row
             elif evaluate(key, cast(MessageRecord, _AsRecord(row)), msn, sel, None):
                 hits.append((msn, row[0], row[2]))
-    return hits
+    return Hits.of(hits)
 
 
 class _AsRecord:
@@ -177,11 +250,10 @@ async def search(ctx: Context, cmd: c.Search) -> Result:
         return ok(f"{text} with {len(searched)} partial results", limit_code(ctx, lowest))
 
     hits = await run_search(ctx, cmd, searched)
-    numbers = [uid if cmd.uid else msn for msn, uid, _ in hits]
-    top_modseq = max((m for _, _, m in hits), default=0) if with_modseq else 0
+    top_modseq = max(hits.modseqs, default=0) if with_modseq else 0
 
     if opts is not None and "SAVE" in opts:
-        saved = [uid for _, uid, _ in hits]
+        saved = list(hits.uids)
         # RFC 5182 §2.1: MIN/MAX alone narrow what is saved; with ALL or COUNT, all is
         if saved and ("MIN" in opts or "MAX" in opts) and not {"ALL", "COUNT"} & set(opts):
             picked = []
@@ -196,14 +268,16 @@ async def search(ctx: Context, cmd: c.Search) -> Result:
 
     if opts is None and ctx.session.rev1:
         tail = b" (MODSEQ %d)" % top_modseq if top_modseq else b""
-        ctx.send(b"* SEARCH" + b"".join(b" %d" % n for n in numbers) + tail + b"\r\n")
+        listed = b" " + hits.words(cmd.uid) if hits else b""
+        ctx.send(b"* SEARCH" + listed + tail + b"\r\n")
         return done("SEARCH completed")
 
+    numbers = hits.uids if cmd.uid else hits.msns
     wanted = set(opts or ()) - {"SAVE"} or {"ALL"}
     if top_modseq and hits and cmd.partial is None and wanted <= {"MIN", "MAX"}:
         # RFC 4731 §3.2: MODSEQ covers the messages returned, here only MIN and/or MAX
-        ends = ([hits[0][2]] if "MIN" in wanted else []) + (
-            [hits[-1][2]] if "MAX" in wanted else []
+        ends = ([hits.modseqs[0]] if "MIN" in wanted else []) + (
+            [hits.modseqs[-1]] if "MAX" in wanted else []
         )
         top_modseq = max(ends)
     if cmd.partial is not None:

@@ -36,7 +36,7 @@ import sqlite3
 from carteiro.store.flags import DELETED, SEEN
 from carteiro.store.sqlite import fulltext
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS counters (
@@ -122,10 +122,15 @@ CREATE INDEX IF NOT EXISTS messages_modseq ON messages (mailbox_id, modseq);
 CREATE INDEX IF NOT EXISTS messages_blob ON messages (blob_id);
 -- v8: the few messages with a state clients ask for by itself (SEARCH UNSEEN, the first
 -- unseen at SELECT, EXPUNGE's deleted ones, SEARCH FLAGGED), found without a scan; the
--- queries spell the condition exactly like this, or SQLite will not use the index
-CREATE INDEX IF NOT EXISTS messages_unseen ON messages (mailbox_id, uid) WHERE (flags & 8) = 0;
-CREATE INDEX IF NOT EXISTS messages_deleted ON messages (mailbox_id, uid) WHERE (flags & 4) != 0;
-CREATE INDEX IF NOT EXISTS messages_flagged ON messages (mailbox_id, uid) WHERE (flags & 2) != 0;
+-- queries spell the condition exactly like this, or SQLite will not use the index.
+-- v9: they hold modseq and flags too, so that reading them never touches the table
+-- (SQLite 3.40 re-checks the condition on the row unless the index holds the column)
+CREATE INDEX IF NOT EXISTS messages_unseen ON messages (mailbox_id, uid, modseq, flags)
+    WHERE (flags & 8) = 0;
+CREATE INDEX IF NOT EXISTS messages_deleted ON messages (mailbox_id, uid, modseq, flags)
+    WHERE (flags & 4) != 0;
+CREATE INDEX IF NOT EXISTS messages_flagged ON messages (mailbox_id, uid, modseq, flags)
+    WHERE (flags & 2) != 0;
 
 CREATE TABLE IF NOT EXISTS expunged (
     mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
@@ -312,6 +317,10 @@ def migrate(conn: sqlite3.Connection) -> None:
             conn.execute("ALTER TABLE accounts ADD COLUMN pop3_new_only INTEGER")
         # v5 (issue 6: sender permissions, DKIM keys, the outbound queue) only adds
         # tables, which the script below creates
+        if 8 <= version < 9:
+            # v9: the flag indexes of v8 become covering; the script recreates them
+            for name in ("messages_unseen", "messages_deleted", "messages_flagged"):
+                conn.execute(f"DROP INDEX IF EXISTS {name}")
         for statement in _statements(SCHEMA + fulltext.SCHEMA):
             conn.execute(statement)
         if 1 <= version < 6:

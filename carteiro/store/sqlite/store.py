@@ -26,6 +26,7 @@ from carteiro.store.interface import (
     CopyResult,
     Credentials,
     DkimKey,
+    FlagMatches,
     FlagRow,
     FlagUpdate,
     Listener,
@@ -619,23 +620,36 @@ class SqliteStore:
         result: list[FlagRow] = await self._read(q)
         return result
 
-    async def system_flag_matches(
-        self, mailbox_id: int, flag: str, present: bool
-    ) -> list[tuple[int, int]]:
+    async def system_flag_matches(self, mailbox_id: int, flag: str, present: bool) -> FlagMatches:
         # literal conditions, spelled as the partial indexes' (schema v8)
         cond = f"(flags & {FLAG_BITS[flag]}) " + ("!= 0" if present else "= 0")
         index = _FLAG_INDEXES.get((flag, present))
         table = f"messages INDEXED BY {index}" if index else "messages"
+        # the counters bound the rows for the flags they count; the rest may match all
+        counted = {"\\Seen": "unseen", "\\Deleted": "deleted"}.get(flag)
+        if counted is None:
+            bound = "messages"
+        else:
+            bound = counted if present == (flag == "\\Deleted") else f"messages - {counted}"
 
-        def q(conn: sqlite3.Connection) -> list[tuple[int, int]]:
-            _mailbox_must_exist(conn, mailbox_id)
-            rows = conn.execute(
-                f"SELECT uid, modseq FROM {table} WHERE mailbox_id = ? AND {cond} ORDER BY uid",
+        def count(conn: sqlite3.Connection) -> int:
+            row = conn.execute(f"SELECT {bound} FROM mailboxes WHERE id = ?", (mailbox_id,))
+            found = row.fetchone()
+            return 0 if found is None else int(found[0])
+
+        def q(conn: sqlite3.Connection) -> FlagMatches:
+            # one statement, so one snapshot; SQLite joins the UIDs (no row objects for
+            # thousands of matches), in the order of the index scan: ascending
+            row = conn.execute(
+                "SELECT (SELECT highest_modseq FROM mailboxes WHERE id = ?1), group_concat(uid)"
+                f" FROM (SELECT uid FROM {table} WHERE mailbox_id = ?1 AND {cond} ORDER BY uid)",
                 (mailbox_id,),
-            ).fetchall()
-            return [(uid, modseq) for uid, modseq in rows]
+            ).fetchone()
+            if row[0] is None:
+                raise NotFound("no such mailbox")
+            return FlagMatches(row[1] or "", int(row[0]))
 
-        result: list[tuple[int, int]] = await self._read(q)
+        result: FlagMatches = await self._read_if(count, q, SMALL_LIST)
         return result
 
     async def read_blob(self, blob_id: int) -> bytes:

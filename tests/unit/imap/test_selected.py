@@ -146,3 +146,49 @@ def test_client_view_converges_to_the_store(start: int, script: list[tuple[str, 
     assert list(sel.uids) == store
     assert len(client.slots) == len(store)
     assert all(slot in (None, uid) for slot, uid in zip(client.slots, store, strict=True))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(1, 400), unique=True).map(sorted),
+    st.lists(st.integers(1, 450), unique=True).map(sorted),
+)
+def test_locate_finds_exactly_the_uids_in_the_view(view: list[int], asked: list[int]) -> None:
+    """``locate`` gives the MSN of each asked UID that is in the view and skips the rest,
+    however the view's holes fall (its first guess assumes none)."""
+    from array import array
+
+    from carteiro.imap.selected import locate
+
+    expected = [(view.index(u) + 1, u) for u in asked if u in view]
+    assert list(locate(view, asked)) == expected
+    assert list(locate(array("I", view), asked)) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 300), unique=True, min_size=1).map(sorted), st.data())
+def test_search_hits_msns_from_the_view(view: list[int], data: st.DataObject) -> None:
+    """Hits built from the store's UIDs (all in the view) work out the same MSNs as a
+    search per UID, for views with and without holes."""
+    from array import array
+
+    from carteiro.imap.handlers.search import Hits
+    from carteiro.store.interface import FlagMatches
+
+    picked = sorted(data.draw(st.sets(st.sampled_from(view))))
+    found = FlagMatches(",".join(map(str, picked)), 0)
+    hits = Hits.within(found, array("I", view))
+    assert hits.uids == picked and len(hits) == len(picked)
+    assert hits.msns == [view.index(u) + 1 for u in picked]
+    assert hits.words(uid=True) == " ".join(map(str, picked)).encode()
+    assert hits.words(uid=False) == " ".join(str(view.index(u) + 1) for u in picked).encode()
+    dense = list(range(view[0], view[0] + len(view)))
+    sub = [u for u in dense if u % 3 == 0]
+    assert Hits(sub, None, None, view=dense).msns == [u - view[0] + 1 for u in sub]
+    triples = [(view.index(u) + 1, u, u * 10) for u in reversed(picked)]
+    made = Hits.of(triples)
+    assert (made.uids, made.modseqs, made.msns) == (
+        picked,
+        [u * 10 for u in picked],
+        [view.index(u) + 1 for u in picked],
+    )
