@@ -35,6 +35,8 @@ MAGIC_V1 = b"CMM1"
 """Metadata written before previews were stored (no ``preview`` segment)."""
 _LENGTHS = struct.Struct("<6I")
 _LENGTHS_V1 = struct.Struct("<5I")
+#: the first three lengths of either form: ENVELOPE, BODY, BODYSTRUCTURE
+_THREE = struct.Struct("<3I")
 _HEAD = len(MAGIC) + _LENGTHS.size
 _HEAD_V1 = len(MAGIC_V1) + _LENGTHS_V1.size
 
@@ -219,6 +221,21 @@ def stored_segment(data: bytes, which: int) -> bytes:
     lens = _lengths(data)
     start = _head(data) + sum(lens[:which])
     return data[start : start + lens[which]]
+
+
+def stored_segments(data: bytes) -> tuple[bytes, bytes, bytes]:
+    """ENVELOPE, BODY and BODYSTRUCTURE straight from the stored form, with one unpack:
+    FETCH of these over thousands of messages."""
+    if data.startswith(MAGIC) and len(data) >= _HEAD:
+        e, b, s = _THREE.unpack_from(data, len(MAGIC))
+        head = _HEAD
+    else:
+        e, b, s = _lengths(data)[:3]
+        head = _HEAD_V1
+    if head + e + b + s > len(data):
+        raise ValueError("truncated message metadata")
+    a = head + e
+    return data[head:a], data[a : a + b], data[a + b : a + b + s]
 
 
 def stored_preview(data: bytes) -> str | None:

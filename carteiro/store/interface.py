@@ -115,6 +115,9 @@ class MessageRecord:
 #: (uid, flags, modseq): what FETCH (FLAGS), SEARCH UNSEEN and their kin need of a
 #: message; a plain tuple, the cheapest thing to build by the hundred thousand
 FlagRow = tuple[int, frozenset[str], int]
+#: (uid, flags, modseq, size, metadata) of one message: FETCH of ENVELOPE, BODYSTRUCTURE
+#: and the like over many messages, without a record per message
+MetaRow = tuple[int, frozenset[str], int, int, bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,6 +504,11 @@ class Store(Protocol):
         """(uid, flags, modseq) of every message with first_uid <= uid <= last_uid,
         ascending: FETCH 1:* (FLAGS) and flag-only SEARCH over a big mailbox. Callers
         bound the range (e.g. 10,000 UIDs of their selection at a time)."""
+
+    async def meta_rows(self, mailbox_id: int, uids: Sequence[int]) -> list[MetaRow]:
+        """The :data:`MetaRow` of each of ``uids`` (ascending), silently skipping missing
+        ones: one read for what records plus :meth:`read_meta` would give. Callers bound
+        how many they ask for at once. NotFound."""
 
     async def system_flag_matches(self, mailbox_id: int, flag: str, present: bool) -> FlagMatches:
         """The messages that have (``present``) or lack the system flag ``flag``

@@ -215,3 +215,68 @@ def test_search_one_flag_follows_other_sessions(server: ServerThread) -> None:
     saved = [ln for ln in c.cmd("FETCH $ (UID)", tag="F") if b" FETCH (" in ln]
     assert len(saved) == len(after)
     c.close()
+
+
+def test_lean_meta_fetch_equals_general_fetch(server: ServerThread) -> None:
+    """ENVELOPE, BODY, BODYSTRUCTURE and RFC822.SIZE with UID/FLAGS/MODSEQ come from
+    meta rows (one read per chunk, no records): byte for byte what the general path
+    sends, for the sample messages (multipart, attachments, non-ASCII headers, '%' in
+    subjects), scattered UID sets, holes in the view, UIDONLY and CHANGEDSINCE."""
+    from tests.integration.mbox import sample_messages
+
+    user = server.new_user()
+    conn = server.connect(user)
+    samples = sample_messages()
+    for i, raw in enumerate(samples):
+        flags = ["(\\Seen)", "($Work)", "()"][i % 3]
+        typ, data = conn.append("INBOX", flags, None, raw)
+        assert typ == "OK", data
+    conn.append("INBOX", "()", None, simple("100% sure %d %s"))
+    conn.select("INBOX")
+    conn.store("5,9,40:44", "+FLAGS", "(\\Deleted)")
+    conn.expunge()
+    conn.logout()
+    c = _login(server, user)
+    c.cmd("ENABLE CONDSTORE", tag="E")
+    sel = b"".join(c.cmd("SELECT INBOX", tag="S"))
+    modseq = int(re.search(rb"HIGHESTMODSEQ (\d+)", sel).group(1))
+    lines = _same(
+        c,
+        "FETCH 1:* (ENVELOPE BODYSTRUCTURE)",
+        "FETCH 1:* (ENVELOPE BODYSTRUCTURE INTERNALDATE)",
+        _DATE,
+    )
+    assert len(lines) == len(samples) + 1 - 7
+    assert b"100% sure %d %s" in lines[-1]
+    _same(
+        c,
+        "UID FETCH 2,7:12,30:39,60,80:* (FLAGS RFC822.SIZE BODY ENVELOPE MODSEQ)",
+        "UID FETCH 2,7:12,30:39,60,80:* (FLAGS RFC822.SIZE BODY ENVELOPE MODSEQ INTERNALDATE)",
+        _DATE,
+    )
+    _same(
+        c,
+        "FETCH 3,1,20:25 (BODYSTRUCTURE UID)",
+        "FETCH 3,1,20:25 (BODYSTRUCTURE UID INTERNALDATE)",
+        _DATE,
+    )
+    c.cmd("UID STORE 10,11 +FLAGS.SILENT (\\Answered)", tag="T")
+    changed = _same(
+        c,
+        f"FETCH 1:* (ENVELOPE) (CHANGEDSINCE {modseq})",
+        f"FETCH 1:* (ENVELOPE INTERNALDATE) (CHANGEDSINCE {modseq})",
+        _DATE,
+    )
+    assert len(changed) == 2 and all(b"MODSEQ (" in ln for ln in changed)
+    c.close()
+    u = _login(server, user)
+    u.cmd("ENABLE UIDONLY", tag="E")
+    u.cmd("SELECT INBOX", tag="S")
+    lines = _same(
+        u,
+        "UID FETCH 1:20 (ENVELOPE RFC822.SIZE)",
+        "UID FETCH 1:20 (ENVELOPE RFC822.SIZE INTERNALDATE)",
+        _DATE,
+    )
+    assert lines[0].startswith(b"* 1 UIDFETCH (ENVELOPE (")
+    u.close()

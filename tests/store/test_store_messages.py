@@ -284,12 +284,9 @@ async def test_system_flag_matches(store: Store) -> None:
     assert unseen.highest_modseq == status.highest_modseq
     assert (await store.system_flag_matches(inbox.id, "\\Seen", True)).uids == [2, 4, 6, 8]
     assert (await store.system_flag_matches(inbox.id, "\\Flagged", True)).uids == [2, 3]
-    assert (await store.system_flag_matches(inbox.id, "\\Flagged", False)).uids == [
-        1, 4, 5, 6, 7, 8
-    ]
-    assert (await store.system_flag_matches(inbox.id, "\\Deleted", False)).uids == list(
-        range(1, 9)
-    )
+    unflagged = await store.system_flag_matches(inbox.id, "\\Flagged", False)
+    assert unflagged.uids == [1, 4, 5, 6, 7, 8]
+    assert (await store.system_flag_matches(inbox.id, "\\Deleted", False)).uids == list(range(1, 9))
     none = await store.system_flag_matches(inbox.id, "\\Draft", True)
     assert (none.text, none.uids) == ("", [])
     assert none.highest_modseq == status.highest_modseq
@@ -311,3 +308,33 @@ async def test_system_flag_matches_follow_changes_in_uid_order(store: Store) -> 
     assert found.highest_modseq == before + 7
     assert found.highest_modseq == (await store.mailbox_status(inbox.id)).highest_modseq
     assert (await store.system_flag_matches(inbox.id, "\\Deleted", True)).uids == [17]
+
+
+async def test_meta_rows(store: Store) -> None:
+    """One read gives what records plus read_meta give, for any UID list: ascending,
+    missing UIDs skipped, deduplicated content shared, flags and keywords decoded."""
+    _, inbox = await setup(store)
+    shared = msg(data=b"Subject: same\r\n\r\nsame\r\n", meta=b"shared-meta")
+    await store.append(inbox.id, [msg(flags={"\\Seen"} if i % 2 else {"$Work"}) for i in range(9)])
+    await store.append(inbox.id, [shared, shared])
+    await store.store_flags(inbox.id, [4], "+", frozenset({"\\Flagged"}))
+    await store.store_flags(inbox.id, [6], "+", frozenset({"\\Deleted"}))
+    assert await store.expunge(inbox.id, [6]) == [6]
+    records = {r.uid: r for r in await all_records(store, inbox.id)}
+    metas = await store.read_meta([r.blob_id for r in records.values()])
+    asked = [1, 3, 4, 6, 7, 10, 11, 12, 500]
+    rows = await store.meta_rows(inbox.id, asked)
+    expected = [
+        (u, records[u].flags, records[u].modseq, records[u].size, metas[records[u].blob_id])
+        for u in asked
+        if u in records
+    ]
+    assert rows == expected
+    assert [r[4] for r in rows if r[0] in (10, 11)] == [b"shared-meta", b"shared-meta"]
+    assert rows[1][1] == frozenset({"$Work"}) and "\\Flagged" in rows[2][1]
+    ranged = await store.meta_rows(inbox.id, range(2, 8))
+    assert [r[0] for r in ranged] == [2, 3, 4, 5, 7]
+    assert ranged[1] == expected[1]
+    assert await store.meta_rows(inbox.id, []) == []
+    with pytest.raises(NotFound):
+        await store.meta_rows(inbox.id + 1000, [1])

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import datetime
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from operator import itemgetter
+from typing import TypeVar, cast
 
 from carteiro.imap.handlers.base import (
     SELECTED,
@@ -36,9 +38,9 @@ from carteiro.imap.protocol.sequence_set import from_numbers
 from carteiro.imap.protocol.wire import flag_list, literal, string
 from carteiro.imap.response_cache import MIN_MESSAGES as MIN_CACHED
 from carteiro.imap.uidonly import fetch_start
-from carteiro.message.meta import MessageMeta
+from carteiro.message.meta import MessageMeta, stored_segments
 from carteiro.message.sections import UnknownEncoding, binary_bytes, section_bytes
-from carteiro.store.interface import FlagRow, MessageRecord, ObjectInfo
+from carteiro.store.interface import FlagRow, MessageRecord, MetaRow, ObjectInfo
 
 CHUNK = 500
 #: body items (each a copy of all or part of the message) one FETCH may ask for
@@ -201,21 +203,48 @@ async def load_records(
 
 #: items a FETCH can answer from flag rows alone (no record, no metadata, no body)
 _LEAN = frozenset({Simple.UID, Simple.FLAGS, Simple.MODSEQ})
+#: ... and from meta rows (flag rows with size and the metadata computed at APPEND)
+_LEAN_META = _LEAN | {Simple.RFC822_SIZE, Simple.ENVELOPE, Simple.BODY, Simple.BODYSTRUCTURE}
 #: messages per flag-row read of a lean FETCH
 LEAN_CHUNK = 10_000
+#: messages per meta-row read (about 1 KB of metadata each)
+META_CHUNK = 1_000
+#: each item's part of a line template: numbers are %d, metadata segments %s, in the
+#: order of (msn, uid, modseq, size, envelope, body, bodystructure)
+_PARTS = {
+    "uid": (b"UID %d", 1),
+    "modseq": (b"MODSEQ (%d)", 2),
+    "size": (b"RFC822.SIZE %d", 3),
+    "envelope": (b"ENVELOPE %s", 4),
+    "body": (b"BODY %s", 5),
+    "bodystructure": (b"BODYSTRUCTURE %s", 6),
+}
+_NAMES = {
+    Simple.UID: "uid",
+    Simple.FLAGS: "flags",
+    Simple.MODSEQ: "modseq",
+    Simple.RFC822_SIZE: "size",
+    Simple.ENVELOPE: "envelope",
+    Simple.BODY: "body",
+    Simple.BODYSTRUCTURE: "bodystructure",
+}
 
 
 async def _fetch_lean(
     ctx: Context, cmd: c.Fetch, sel_: Selection, descending: bool, with_uid: bool
 ) -> None:
-    """FETCH of UID/FLAGS/MODSEQ only, the bulk of a client's resync (``FETCH 1:*
-    (FLAGS)``): flag rows instead of records, one line template per distinct flag set,
-    MSNs found by walking the sorted selection; and, for a whole big mailbox, the
-    serialised answer reused while the mailbox does not change (:mod:`response_cache`).
-    The bytes are those :func:`render` makes for the same items."""
+    """FETCH of items known without the message itself: UID/FLAGS/MODSEQ, the bulk of
+    a client's resync (``FETCH 1:* (FLAGS)``), and RFC822.SIZE, ENVELOPE, BODY and
+    BODYSTRUCTURE, a client's first look at a mailbox. Rows instead of records, one
+    line template per distinct flag set, MSNs found by walking the sorted selection;
+    and, for the flags of a whole big mailbox, the serialised answer reused while the
+    mailbox does not change (:mod:`response_cache`). The bytes are those
+    :func:`render` makes for the same items."""
     sel = ctx.session.selected
     assert sel is not None
-    key = await _cache_key(ctx, cmd, sel_, descending, with_uid)
+    attrs = cmd.attrs
+    with_meta = not set(attrs) <= _LEAN
+    key = None if with_meta else await _cache_key(ctx, cmd, sel_, descending, with_uid)
     if key is not None:
         assert ctx.responses is not None
         cached = ctx.responses.get(key)
@@ -223,59 +252,91 @@ async def _fetch_lean(
             ctx.send(cached)
             await ctx.conn.flush()
             return
-    attrs = cmd.attrs
     recent = sel.recent if ctx.session.rev1 else ()
     modseq_added = cmd.changed_since is not None and Simple.MODSEQ not in attrs
     since = cmd.changed_since
-    # the items in render()'s order; every number is a %d of the line's template
+    # the items in render()'s order
     order: list[str] = (["uid"] if with_uid else []) + (["modseq"] if modseq_added else [])
     for a in attrs:
-        if a is Simple.FLAGS:
-            order.append("flags")
-        elif a is Simple.UID and not with_uid:
-            order.append("uid")
-        elif a is Simple.MODSEQ and not modseq_added:
-            order.append("modseq")
+        name = _NAMES[cast(Simple, a)]  # every item is one of _LEAN_META
+        if (name == "uid" and with_uid) or (name == "modseq" and modseq_added):
+            continue
+        order.append(name)
     head = b"* %d UIDFETCH (" if ctx.session.uidonly else b"* %d FETCH ("
-    # positions in (msn, uid, modseq) of the template's numbers
-    picks = [1 if ctx.session.uidonly else 0] + [
-        {"uid": 1, "modseq": 2}[k] for k in order if k != "flags"
-    ]
-    parts = {"uid": b"UID %d", "modseq": b"MODSEQ (%d)"}
+    # positions in (msn, uid, modseq, size, envelope, body, bodystructure) of the
+    # template's values
+    picks = [1 if ctx.session.uidonly else 0] + [_PARTS[k][1] for k in order if k != "flags"]
+    pick = _picker(picks)
+    segments = stored_segments
     templates: dict[tuple[frozenset[str], bool], bytes] = {}
     sel_uids = sel.uids
     kept: list[bytes] = []
-    starts = range(0, len(sel_.uids), LEAN_CHUNK)
-    for done, start in enumerate(reversed(starts) if descending else starts):
-        ctx.progress(done * LEAN_CHUNK, len(sel_.uids))
-        chunk = sel_.uids[start : start + LEAN_CHUNK]
-        rows = await ctx.store.flag_rows(sel.info.id, chunk[0], chunk[-1])
-        wanted = None if _contiguous(sel_uids, chunk) else set(chunk)
-        lines: list[bytes] = []
-        for msn, (uid, flags, modseq) in in_view(sel_uids, rows, wanted):
-            if since is not None and modseq <= since:
-                continue
-            tkey = (flags, uid in recent)
-            template = templates.get(tkey)
-            if template is None:
-                shown = flag_list([*flags, "\\Recent"] if tkey[1] else flags)
-                items = [
-                    b"FLAGS " + shown.replace(b"%", b"%%") if k == "flags" else parts[k]
-                    for k in order
-                ]
-                template = templates[tkey] = head + b" ".join(items) + b")\r\n"
-            values = (msn, uid, modseq)
-            lines.append(template % tuple([values[i] for i in picks]))
-        if descending:
-            lines.reverse()
-        data = b"".join(lines)
-        if key is not None:
-            kept.append(data)
-        ctx.send(data)
-        await ctx.conn.flush()
+    size = META_CHUNK if with_meta else LEAN_CHUNK
+    starts = range(0, len(sel_.uids), size)
+    if descending:
+        starts = starts[::-1]
+
+    async def load(start: int) -> list[MetaRow] | list[FlagRow]:
+        chunk = sel_.uids[start : start + size]
+        if with_meta:
+            return await ctx.store.meta_rows(sel.info.id, chunk)
+        return await ctx.store.flag_rows(sel.info.id, chunk[0], chunk[-1])
+
+    # the next chunk is read while this one is rendered
+    pending = asyncio.ensure_future(load(starts[0])) if starts else None
+    try:
+        for done, start in enumerate(starts):
+            assert pending is not None
+            rows = await pending
+            nxt = done + 1
+            pending = asyncio.ensure_future(load(starts[nxt])) if nxt < len(starts) else None
+            ctx.progress(done * size, len(sel_.uids))
+            chunk = sel_.uids[start : start + size]
+            # meta rows are read by UID, flag rows by range: only those may hold others
+            wanted = None if with_meta or _contiguous(sel_uids, chunk) else set(chunk)
+            lines: list[bytes] = []
+            # a meta row begins like a flag row: (uid, flags, modseq, ...)
+            for msn, row in in_view(sel_uids, cast(list[FlagRow], rows), wanted):
+                if since is not None and row[2] <= since:
+                    continue
+                flags = row[1]
+                tkey = (flags, row[0] in recent)
+                template = templates.get(tkey)
+                if template is None:
+                    shown = flag_list([*flags, "\\Recent"] if tkey[1] else flags)
+                    items = [
+                        b"FLAGS " + shown.replace(b"%", b"%%") if k == "flags" else _PARTS[k][0]
+                        for k in order
+                    ]
+                    template = templates[tkey] = head + b" ".join(items) + b")\r\n"
+                if with_meta:
+                    uid, _, modseq, octets, meta = cast(MetaRow, row)
+                    lines.append(template % pick((msn, uid, modseq, octets, *segments(meta))))
+                else:
+                    lines.append(template % pick((msn, row[0], row[2])))
+            if descending:
+                lines.reverse()
+            data = b"".join(lines)
+            if key is not None:
+                kept.append(data)
+            ctx.send(data)
+            await ctx.conn.flush()
+    finally:
+        if pending is not None:
+            pending.cancel()
     if key is not None and await _modseq_now(ctx) == key[2]:
         assert ctx.responses is not None
         ctx.responses.put(key, b"".join(kept))
+
+
+def _picker(picks: list[int]) -> Callable[[tuple[int | bytes, ...]], tuple[int | bytes, ...]]:
+    """A function taking the values at ``picks``, as a tuple, in C."""
+    if len(picks) == 1:
+        one = picks[0]
+        return lambda values: (values[one],)
+    return cast(
+        Callable[[tuple[int | bytes, ...]], tuple[int | bytes, ...]], itemgetter(*picks)
+    )
 
 
 async def _modseq_now(ctx: Context) -> int | None:
@@ -314,24 +375,35 @@ async def _cache_key(
     )  # fmt: skip
 
 
+_Row = TypeVar("_Row", FlagRow, MetaRow)
+
+
 def in_view(
-    sel_uids: Sequence[int], rows: list[FlagRow], wanted: set[int] | None
-) -> Iterator[tuple[int, FlagRow]]:
-    """(MSN, row) for the flag rows (ascending) that are in the session's view and in
-    ``wanted`` (None: all): the MSN by walking the sorted view along the rows, not by a
-    search per row."""
-    if not rows:
-        return
-    j = bisect_left(sel_uids, rows[0][0])
-    end = len(sel_uids)
+    sel_uids: Sequence[int], rows: list[_Row], wanted: set[int] | None
+) -> Iterator[tuple[int, _Row]]:
+    """(MSN, row) for the rows (ascending by UID) that are in the session's view and in
+    ``wanted`` (None: all). UIDs only grow, so a row's UID sits at most ``uid -
+    view[lo]`` places after the last one found: in a view without holes that first guess
+    is right, otherwise the search is narrowed to that window (see
+    :func:`carteiro.imap.selected.locate`)."""
+    n = len(sel_uids)
+    lo = 0
     for row in rows:
         uid = row[0]
-        while j < end and sel_uids[j] < uid:
-            j += 1
-        if j == end:
+        if lo >= n:
             return
-        if sel_uids[j] == uid and (wanted is None or uid in wanted):
-            yield j + 1, row
+        first = sel_uids[lo]
+        if uid < first:
+            continue
+        guess = lo + uid - first
+        if guess < n and sel_uids[guess] == uid:
+            lo = guess
+        else:
+            lo = bisect_left(sel_uids, uid, lo, min(n, guess + 1))
+            if lo >= n or sel_uids[lo] != uid:
+                continue
+        if wanted is None or uid in wanted:
+            yield lo + 1, row
 
 
 def _contiguous(sel_uids: Sequence[int], chunk: Sequence[int]) -> bool:
@@ -350,7 +422,7 @@ async def _fetch(ctx: Context, cmd: c.Fetch, sel_: Selection, descending: bool =
     # UID FETCH always reports UID, except under UIDONLY where the UID heads the
     # response and the item appears only when asked for (RFC 9586 §3.3)
     with_uid = cmd.uid and not ctx.session.uidonly
-    if not mark_seen and sel_.uids and set(attrs) <= _LEAN:
+    if not mark_seen and sel_.uids and set(attrs) <= _LEAN_META:
         await _fetch_lean(ctx, cmd, sel_, descending, with_uid)
         return
     starts = list(range(0, len(sel_.uids), CHUNK))

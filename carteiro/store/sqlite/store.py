@@ -33,6 +33,7 @@ from carteiro.store.interface import (
     MailboxInfo,
     MailboxStatus,
     MessageRecord,
+    MetaRow,
     NewMessage,
     ObjectInfo,
     QueuedMessage,
@@ -618,6 +619,30 @@ class SqliteStore:
             return [(uid, decode(mask, kws), modseq) for uid, mask, kws, modseq in rows]
 
         result: list[FlagRow] = await self._read(q)
+        return result
+
+    async def meta_rows(self, mailbox_id: int, uids: Sequence[int]) -> list[MetaRow]:
+        wanted = ops.normalise_uids(uids)
+
+        def q(conn: sqlite3.Connection) -> list[MetaRow]:
+            if not wanted:
+                _mailbox_must_exist(conn, mailbox_id)
+                return []
+            cond, params = ops.uid_filter(wanted, column="m.uid")
+            rows = conn.execute(
+                "SELECT m.uid, m.flags, m.keywords, m.modseq, m.size, b.meta"
+                " FROM messages AS m JOIN blobs AS b ON b.id = m.blob_id"
+                f" WHERE m.mailbox_id = ? AND {cond} ORDER BY m.uid",
+                [mailbox_id, *params],
+            ).fetchall()
+            if not rows:
+                _mailbox_must_exist(conn, mailbox_id)
+            return [
+                (uid, decode(mask, kws), modseq, size, meta)
+                for uid, mask, kws, modseq, size, meta in rows
+            ]
+
+        result: list[MetaRow] = await self._read_or_small(q, len(wanted))
         return result
 
     async def system_flag_matches(self, mailbox_id: int, flag: str, present: bool) -> FlagMatches:

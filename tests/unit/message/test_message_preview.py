@@ -21,6 +21,7 @@ from carteiro.message.meta import (
     analyse,
     stored_preview,
     stored_segment,
+    stored_segments,
 )
 from carteiro.message.parse import parse_message
 from carteiro.message.preview import MAX_CHARS, PLAIN_SCAN, html_to_text, preview
@@ -401,6 +402,11 @@ def test_new_form_round_trip() -> None:
     assert stored_preview(data) == meta.preview
     assert stored_segment(data, ENVELOPE) == meta.envelope
     assert stored_segment(data, BODYSTRUCTURE) == meta.bodystructure
+    assert stored_segments(data) == (meta.envelope, meta.body, meta.bodystructure)
+    old = MessageMeta.from_bytes(OLD_META)
+    assert stored_segments(OLD_META) == (old.envelope, old.body, old.bodystructure)
+    with pytest.raises(ValueError):
+        stored_segments(data[: len(data) // 2])
     empty = analyse(msg(b"", b"image/png"))
     assert MessageMeta.from_bytes(empty.to_bytes()).preview == ""
 
