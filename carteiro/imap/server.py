@@ -43,6 +43,7 @@ from carteiro.imap.protocol.receiver import (
     Receiver,
 )
 from carteiro.imap.protocol.responses import tagged
+from carteiro.imap.recent import RecentClaims
 from carteiro.imap.response_cache import ResponseCache
 from carteiro.imap.state import Session, State
 from carteiro.imap.uidonly import uses_sequence_numbers
@@ -94,7 +95,9 @@ class ImapConnection:
         self._preauth_limits = Limits(8192, PREAUTH_MAX_LITERAL, 4 * PREAUTH_MAX_LITERAL)
         self.receiver = Receiver(self._preauth_limits)
         self._login_deadline = time.monotonic() + cfg.login_timeout
-        self.ctx = Context(self.session, server.store, cfg, self, responses=server.responses)
+        self.ctx = Context(
+            self.session, server.store, cfg, self, responses=server.responses, recent=server.recent
+        )
         #: this connection's place in the per-address and per-account limits
         self.lease: Lease | None = None
         self.session_id = secrets.token_hex(6)
@@ -389,9 +392,10 @@ class ImapConnection:
                 await self._wait_input_or_change(deadline)
                 continue
             try:
-                data = await asyncio.wait_for(
-                    self.stream.read(), max(0.0, deadline - time.monotonic())
-                )
+                # asyncio.timeout, not wait_for: no task per read (on 3.11 wait_for wraps
+                # the read in one), so the command starts a loop pass earlier
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    data = await self.stream.read()
             except TimeoutError:
                 self.send(b"* BYE Autologout; idle for too long\r\n")
                 raise _Closed from None
@@ -462,9 +466,8 @@ class ImapConnection:
             if isinstance(result, Parsed):
                 break
             try:
-                chunk = await asyncio.wait_for(
-                    self.stream.read(), max(0.0, deadline - time.monotonic())
-                )
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    chunk = await self.stream.read()
             except TimeoutError:
                 return "No PROXY protocol header"
             if not chunk:
@@ -670,8 +673,8 @@ class ImapServer:
         self._tick = 0
         #: (mailbox_id, modseq) -> (tick at start, the changes_since query in flight)
         self._changes: dict[tuple[int, int], tuple[int, asyncio.Future[Changes]]] = {}
-        #: per mailbox, the UID below which \Recent is known to be claimed already
-        self._recent_claimed: dict[int, int] = {}
+        #: who sees \Recent, decided for every session of this process
+        self.recent = RecentClaims(store)
 
     def tick(self) -> int:
         self._tick += 1
@@ -680,34 +683,43 @@ class ImapServer:
     async def changes_since(self, mailbox_id: int, modseq: int, noted: int) -> Changes:
         """One store query shared by every session asking for the same mailbox and modseq:
         a delivery wakes all sessions in IDLE on it at once. A session joins a query only
-        if it started after the notification the session is answering (``noted``)."""
+        if it started after the notification the session is answering (``noted``). The
+        first session runs the query itself (no task: the store answers small ones
+        without a yield, and the command then ends in the same loop pass)."""
         key = (mailbox_id, modseq)
         inflight = self._changes.get(key)
-        if inflight is None or inflight[0] < noted:
-            fut = asyncio.ensure_future(self.store.changes_since(mailbox_id, modseq))
-            entry = (self.tick(), fut)
-            self._changes[key] = entry
-
-            def done(_: object, key: tuple[int, int] = key, entry: object = entry) -> None:
-                if self._changes.get(key) is entry:
-                    del self._changes[key]
-
-            fut.add_done_callback(done)
-            inflight = entry
-        return await asyncio.shield(inflight[1])
+        if inflight is not None and inflight[0] >= noted:
+            try:
+                return await asyncio.shield(inflight[1])
+            except asyncio.CancelledError:
+                if not inflight[1].cancelled():
+                    raise  # this session is being cancelled
+                # the session running the query was cancelled: ask for ourselves
+        fut: asyncio.Future[Changes] = asyncio.get_running_loop().create_future()
+        entry = (self.tick(), fut)
+        self._changes[key] = entry
+        try:
+            result = await self.store.changes_since(mailbox_id, modseq)
+        except asyncio.CancelledError:
+            fut.cancel()
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: nobody else may be waiting for it
+            raise
+        else:
+            fut.set_result(result)
+            return result
+        finally:
+            if self._changes.get(key) is entry:
+                del self._changes[key]
 
     async def claim_recent(self, mailbox_id: int, newest_uid: int) -> int | None:
         """\\Recent for messages up to ``newest_uid`` goes to the first session that asks
-        (RFC 3501 §2.3.2). When another session of this process already took them, skip
-        the store write: with a thousand sessions in IDLE, one delivery must not cost a
-        thousand commits."""
-        if self._recent_claimed.get(mailbox_id, 0) > newest_uid:
-            return None
-        first = await self.store.claim_recent(mailbox_id, newest_uid)
-        self._recent_claimed[mailbox_id] = max(
-            self._recent_claimed.get(mailbox_id, 0), newest_uid + 1
-        )
-        return first
+        (RFC 3501 §2.3.2), decided in memory for the sessions of this process (see
+        :mod:`carteiro.imap.recent`): with a thousand sessions in IDLE, one delivery
+        costs no commit per session, and SELECT and APPEND wait for no write."""
+        return await self.recent.claim(mailbox_id, newest_uid)
 
     async def listen(
         self, host: str, port: int, *, implicit_tls: bool, proxy: bool = False
@@ -765,3 +777,5 @@ class ImapServer:
         for srv in self._servers:
             with contextlib.suppress(Exception):
                 await srv.wait_closed()
+        with contextlib.suppress(Exception):  # claims of \Recent not saved yet
+            await asyncio.wait_for(self.recent.flush(), 5)

@@ -127,7 +127,8 @@ class Pop3Session:
     async def next_line(self) -> bytes | p.LineTooLong:
         while not self.lines:
             try:
-                data = await asyncio.wait_for(self.stream.read(), self.server.config.idle_timeout)
+                async with asyncio.timeout(self.server.config.idle_timeout):
+                    data = await self.stream.read()
             except TimeoutError:
                 self.send(p.err("Autologout: idle for too long"))
                 raise _Gone from None

@@ -16,6 +16,7 @@ from carteiro.auth.service import AuthService, Client
 from carteiro.imap.config import ImapConfig
 from carteiro.imap.protocol import commands as c
 from carteiro.imap.protocol.wire import quoted
+from carteiro.imap.recent import RecentClaims
 from carteiro.imap.response_cache import ResponseCache
 from carteiro.imap.state import BadMailboxName, Session, State
 from carteiro.store import errors as se
@@ -100,6 +101,8 @@ class Context:
     extra: dict[str, Any] = field(default_factory=dict)
     #: serialised answers shared by the server's sessions (None: not kept)
     responses: ResponseCache | None = None
+    #: who sees \Recent, shared by the server's sessions (None: the store decides)
+    recent: RecentClaims | None = None
     #: the running command's tag and start (monotonic), set by the adapter
     tag: str = ""
     started: float = 0.0

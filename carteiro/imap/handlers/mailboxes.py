@@ -116,6 +116,8 @@ async def unsubscribe(ctx: Context, cmd: c.Unsubscribe) -> Result:
 
 
 async def status_items(ctx: Context, box: MailboxInfo, items: tuple[str, ...]) -> bytes:
+    if "RECENT" in items and ctx.recent is not None:
+        await ctx.recent.settled(box.id)  # the store's count of recent is then exact
     st = await ctx.store.mailbox_status(box.id)
     values = {
         "MESSAGES": st.messages,

@@ -38,6 +38,8 @@ async def select(ctx: Context, cmd: c.Select) -> Result:
     box = await ctx.store.get_mailbox(account_id(ctx), name)
     if box is None:
         return no("No such mailbox", "NONEXISTENT")
+    if cmd.readonly and ctx.recent is not None:
+        await ctx.recent.settled(box.id)  # the store's count of recent is then exact
     # The order matters: the snapshot's modseq must not be newer than the UID list.
     status = await ctx.store.mailbox_status(box.id)
     uids = await ctx.store.uids(box.id)
@@ -46,7 +48,11 @@ async def select(ctx: Context, cmd: c.Select) -> Result:
         # unclaimed recent messages are the last status.recent UIDs (UID >= marker)
         first_recent = uids[-status.recent] if 0 < status.recent <= len(uids) else None
     else:
-        first_recent = await ctx.store.claim_recent(box.id, uids[-1] if uids else 0)
+        newest = uids[-1] if uids else 0
+        if ctx.recent is not None:
+            first_recent = await ctx.recent.claim(box.id, newest)
+        else:
+            first_recent = await ctx.store.claim_recent(box.id, newest)
     sel = SelectedMailbox(
         box,
         uids,
