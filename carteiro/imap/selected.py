@@ -11,22 +11,29 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TypeVar
 
 from carteiro.imap.protocol.sequence_set import from_numbers
 from carteiro.imap.protocol.wire import flag_list
 from carteiro.imap.uidonly import fetch_start
 from carteiro.store.interface import SYSTEM_FLAGS, Changes, FlagUpdate, MailboxInfo
 
+_T = TypeVar("_T")
 
-def locate(view: Sequence[int], uids: Iterable[int]) -> Iterator[tuple[int, int]]:
-    """(MSN, UID) for those of ``uids`` (ascending) that are in ``view`` (ascending,
-    distinct). UIDs are integers that only grow, so ``uid`` cannot sit further than
-    ``uid - view[lo]`` places after ``lo``: in a mailbox without holes the first guess is
-    right, and otherwise the search is narrowed to that window."""
+
+def locate(
+    view: Sequence[int], items: Iterable[_T], uid_of: Callable[[_T], int]
+) -> Iterator[tuple[int, _T]]:
+    """(MSN, item) for those of ``items`` (ascending by ``uid_of``: a UID list with
+    ``int``, store rows with their UID first) whose UID is in ``view`` (ascending,
+    distinct). UIDs are integers that only grow, so one cannot sit further than ``uid -
+    view[lo]`` places after ``lo``: in a mailbox without holes the first guess is right,
+    and otherwise the search is narrowed to that window."""
     n = len(view)
     lo = 0
-    for uid in uids:
+    for item in items:
+        uid = uid_of(item)
         if lo >= n:
             return
         first = view[lo]
@@ -35,11 +42,11 @@ def locate(view: Sequence[int], uids: Iterable[int]) -> Iterator[tuple[int, int]
         guess = lo + uid - first
         if guess < n and view[guess] == uid:
             lo = guess
-            yield guess + 1, uid
+            yield guess + 1, item
             continue
         lo = bisect_left(view, uid, lo, min(n, guess + 1))
         if lo < n and view[lo] == uid:
-            yield lo + 1, uid
+            yield lo + 1, item
 
 
 class SelectedMailbox:

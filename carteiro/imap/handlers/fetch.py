@@ -37,6 +37,7 @@ from carteiro.imap.protocol.fetch_attrs import (
 from carteiro.imap.protocol.sequence_set import from_numbers
 from carteiro.imap.protocol.wire import flag_list, literal, string
 from carteiro.imap.response_cache import MIN_MESSAGES as MIN_CACHED
+from carteiro.imap.selected import locate
 from carteiro.imap.uidonly import fetch_start
 from carteiro.message.meta import MessageMeta, stored_segments
 from carteiro.message.sections import UnknownEncoding, binary_bytes, section_bytes
@@ -334,9 +335,7 @@ def _picker(picks: list[int]) -> Callable[[tuple[int | bytes, ...]], tuple[int |
     if len(picks) == 1:
         one = picks[0]
         return lambda values: (values[one],)
-    return cast(
-        Callable[[tuple[int | bytes, ...]], tuple[int | bytes, ...]], itemgetter(*picks)
-    )
+    return cast(Callable[[tuple[int | bytes, ...]], tuple[int | bytes, ...]], itemgetter(*picks))
 
 
 async def _modseq_now(ctx: Context) -> int | None:
@@ -382,28 +381,13 @@ def in_view(
     sel_uids: Sequence[int], rows: list[_Row], wanted: set[int] | None
 ) -> Iterator[tuple[int, _Row]]:
     """(MSN, row) for the rows (ascending by UID) that are in the session's view and in
-    ``wanted`` (None: all). UIDs only grow, so a row's UID sits at most ``uid -
-    view[lo]`` places after the last one found: in a view without holes that first guess
-    is right, otherwise the search is narrowed to that window (see
-    :func:`carteiro.imap.selected.locate`)."""
-    n = len(sel_uids)
-    lo = 0
-    for row in rows:
-        uid = row[0]
-        if lo >= n:
-            return
-        first = sel_uids[lo]
-        if uid < first:
-            continue
-        guess = lo + uid - first
-        if guess < n and sel_uids[guess] == uid:
-            lo = guess
-        else:
-            lo = bisect_left(sel_uids, uid, lo, min(n, guess + 1))
-            if lo >= n or sel_uids[lo] != uid:
-                continue
-        if wanted is None or uid in wanted:
-            yield lo + 1, row
+    ``wanted`` (None: all)."""
+    for msn, row in locate(sel_uids, rows, _uid_of):
+        if wanted is None or row[0] in wanted:
+            yield msn, row
+
+
+_uid_of = itemgetter(0)
 
 
 def _contiguous(sel_uids: Sequence[int], chunk: Sequence[int]) -> bool:

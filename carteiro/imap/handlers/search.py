@@ -126,7 +126,7 @@ class Hits:
                 offset = view[0] - 1  # no holes in the view: MSN is UID minus offset
                 self._msns = [u - offset for u in self.uids]
             else:
-                self._msns = [msn for msn, _ in locate(view, self.uids)]
+                self._msns = [msn for msn, _ in locate(view, self.uids, int)]
         return self._msns
 
     def words(self, uid: bool) -> bytes:
@@ -202,7 +202,7 @@ async def _search_flags(ctx: Context, key: k.SearchKey, uids: Sequence[int]) -> 
             # the session has seen every change the answer reflects, so every UID in
             # it is in the view (expunges still pending only make the view larger)
             return Hits.within(found, sel_uids)
-        picked = [(msn, uid) for msn, uid in locate(sel_uids, found.uids)]
+        picked = list(locate(sel_uids, found.uids, int))
         if wanted is not None:
             picked = [(msn, uid) for msn, uid in picked if uid in wanted]
         return Hits([u for _, u in picked], None, [m for m, _ in picked])

@@ -161,8 +161,10 @@ def test_locate_finds_exactly_the_uids_in_the_view(view: list[int], asked: list[
     from carteiro.imap.selected import locate
 
     expected = [(view.index(u) + 1, u) for u in asked if u in view]
-    assert list(locate(view, asked)) == expected
-    assert list(locate(array("I", view), asked)) == expected
+    assert list(locate(view, asked, int)) == expected
+    assert list(locate(array("I", view), asked, int)) == expected
+    rows = [(u, "row") for u in asked]
+    assert list(locate(view, rows, lambda r: r[0])) == [(m, (u, "row")) for m, u in expected]
 
 
 @settings(max_examples=200, deadline=None)
