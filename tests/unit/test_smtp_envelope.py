@@ -23,7 +23,7 @@ def test_valid_addresses() -> None:
 
 def test_header_scanning() -> None:
     raw = (
-        b"Received: from a\r\n\tby b; x\r\nFrom: \"A, B\" <a@x.org>,\r\n c@y.org\r\n"
+        b'Received: from a\r\n\tby b; x\r\nFrom: "A, B" <a@x.org>,\r\n c@y.org\r\n'
         b"Subject: =?utf-8?q?ol=C3=A1?=\r\nReceived: two\r\n\r\nFrom: not@header.org\r\n"
     )
     assert env.from_addresses(raw) == ["a@x.org", "c@y.org"]

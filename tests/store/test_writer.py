@@ -1,0 +1,73 @@
+"""The SQLite writer thread: group commit, and a failing operation undone alone,
+whether it ran by itself or in a batch with others, and never announced."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from carteiro.store.sqlite.writer import Events, Writer
+
+
+class Boom(Exception):
+    pass
+
+
+def _insert(value: int, fail: bool = False, pause: float = 0.0):  # type: ignore[no-untyped-def]
+    def op(conn: sqlite3.Connection, events: Events) -> int:
+        if pause:
+            time.sleep(pause)  # holds the writer so that what follows is batched
+        conn.execute("CREATE TABLE IF NOT EXISTS scratch (value INTEGER)")
+        conn.execute("INSERT INTO scratch VALUES (?)", (value,))
+        events.add((value, None))
+        if fail:
+            raise Boom(value)
+        return value
+
+    return op
+
+
+def _values(path: Path) -> list[int]:
+    conn = sqlite3.connect(path)
+    try:
+        return sorted(v for (v,) in conn.execute("SELECT value FROM scratch"))
+    finally:
+        conn.close()
+
+
+def test_failures_are_undone_alone_with_and_without_a_batch(tmp_path: Path) -> None:
+    path = tmp_path / "w.sqlite"
+    posted: list[set[tuple[int, int | None]]] = []
+
+    async def run() -> None:
+        writer = Writer(path, lambda events: posted.append(set(events)))
+        await asyncio.to_thread(writer.start)
+        try:
+            assert await writer.submit(_insert(1)) == 1
+            with pytest.raises(Boom):  # by itself: the transaction is rolled back
+                await writer.submit(_insert(2, fail=True))
+            batches = writer.batches
+            first = asyncio.ensure_future(writer.submit(_insert(3, pause=0.3)))
+            await asyncio.sleep(0.1)  # the writer is inside operation 3: the rest queue up
+            results = await asyncio.gather(
+                writer.submit(_insert(4)),
+                writer.submit(_insert(5, fail=True)),
+                writer.submit(_insert(6)),
+                return_exceptions=True,
+            )
+            assert await first == 3
+            assert results[0] == 4 and results[2] == 6 and isinstance(results[1], Boom)
+            assert writer.batches - batches == 2  # 3 alone, then 4, 5 and 6 together
+            assert await writer.submit(_insert(7)) == 7
+        finally:
+            await asyncio.to_thread(writer.stop)
+
+    asyncio.run(run())
+    assert _values(path) == [1, 3, 4, 6, 7]
+    seen = set().union(*posted)
+    assert {(1, None), (3, None), (4, None), (6, None), (7, None)} <= seen
+    assert (2, None) not in seen and (5, None) not in seen  # failed: nothing announced
