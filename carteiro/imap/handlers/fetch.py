@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import datetime
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import count
 from operator import itemgetter
 from typing import TypeVar, cast
 
@@ -293,11 +294,9 @@ async def _fetch_lean(
             pending = asyncio.ensure_future(load(starts[nxt])) if nxt < len(starts) else None
             ctx.progress(done * size, len(sel_.uids))
             chunk = sel_.uids[start : start + size]
-            # meta rows are read by UID, flag rows by range: only those may hold others
-            wanted = None if with_meta or _contiguous(sel_uids, chunk) else set(chunk)
             lines: list[bytes] = []
             # a meta row begins like a flag row: (uid, flags, modseq, ...)
-            for msn, row in in_view(sel_uids, cast(list[FlagRow], rows), wanted):
+            for msn, row in _numbered(sel_uids, chunk, cast(list[FlagRow], rows), with_meta):
                 if since is not None and row[2] <= since:
                     continue
                 flags = row[1]
@@ -328,6 +327,18 @@ async def _fetch_lean(
     if key is not None and await _modseq_now(ctx) == key[2]:
         assert ctx.responses is not None
         ctx.responses.put(key, b"".join(kept))
+
+
+def _numbered(
+    sel_uids: Sequence[int], chunk: Sequence[int], rows: list[FlagRow], by_uid: bool
+) -> Iterable[tuple[int, FlagRow]]:
+    """(MSN, row) for the rows of ``chunk`` (a sorted part of the selection): rows read
+    by UID hold only the chunk's; rows read by range may hold others. The common case,
+    the rows being exactly a run of the view, is numbered by counting, in C."""
+    contiguous = _contiguous(sel_uids, chunk)
+    if contiguous and len(rows) == len(chunk) and list(map(_uid_of, rows)) == list(chunk):
+        return zip(count(bisect_left(sel_uids, chunk[0]) + 1), rows)
+    return in_view(sel_uids, rows, None if by_uid or contiguous else set(chunk))
 
 
 def _picker(picks: list[int]) -> Callable[[tuple[int | bytes, ...]], tuple[int | bytes, ...]]:
