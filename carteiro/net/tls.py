@@ -76,7 +76,7 @@ def ensure_certificate(settings: Settings) -> CertificateFiles:
         if existing is not None and existing.not_valid_after_utc > now:
             return _describe(cert_path, key_path, existing, self_signed=True, new=False)
         log.warning("replacing unusable or expired self-signed certificate %s", cert_path)
-    cert = _generate(settings.hostname, cert_path, key_path)
+    cert = generate_self_signed(settings.hostname, cert_path, key_path)
     files = _describe(cert_path, key_path, cert, self_signed=True, new=True)
     log.info(
         "generated a self-signed TLS certificate for %s: %s (SHA-256 %s); clients will "
@@ -160,7 +160,9 @@ def _describe(
     )
 
 
-def _generate(hostname: str, cert_path: Path, key_path: Path) -> x509.Certificate:
+def generate_self_signed(hostname: str, cert_path: Path, key_path: Path) -> x509.Certificate:
+    """An ECDSA P-256 certificate signed by its own key for ``hostname``, localhost and
+    the loopback addresses; both files written atomically, the key readable by us only."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname[:64] or "localhost")])
     sans: list[x509.GeneralName] = []

@@ -59,6 +59,15 @@ _FLAG_INDEXES = {
 }
 
 
+#: the mailbox counter (an SQL expression) that counts the messages with / without a flag
+_FLAG_COUNTS = {
+    ("\\Seen", False): "unseen",
+    ("\\Seen", True): "messages - unseen",
+    ("\\Deleted", True): "deleted",
+    ("\\Deleted", False): "messages - deleted",
+}
+
+
 # FETCH 1:* builds one MessageRecord per message; a frozen dataclass's __init__ is a
 # large share of that cost, so records are assembled slot by slot (what __init__ does,
 # without the per-call overhead). The guard keeps this honest if the dataclass changes.
@@ -650,12 +659,8 @@ class SqliteStore:
         cond = f"(flags & {FLAG_BITS[flag]}) " + ("!= 0" if present else "= 0")
         index = _FLAG_INDEXES.get((flag, present))
         table = f"messages INDEXED BY {index}" if index else "messages"
-        # the counters bound the rows for the flags they count; the rest may match all
-        counted = {"\\Seen": "unseen", "\\Deleted": "deleted"}.get(flag)
-        if counted is None:
-            bound = "messages"
-        else:
-            bound = counted if present == (flag == "\\Deleted") else f"messages - {counted}"
+        # the mailbox's counters bound the rows; a flag they do not count may match all
+        bound = _FLAG_COUNTS.get((flag, present), "messages")
 
         def count(conn: sqlite3.Connection) -> int:
             row = conn.execute(f"SELECT {bound} FROM mailboxes WHERE id = ?", (mailbox_id,))
