@@ -224,6 +224,7 @@ class Client:
         samples: list[bytes],
         stats: Stats,
         seed: int,
+        interval: float | None = None,
     ) -> None:
         self.index = index
         self.host = host
@@ -239,15 +240,39 @@ class Client:
         self.model = Model()
         self.window: tuple[float, float] = (0.0, 0.0)
         self.appended = 0
+        #: paced mode: seconds between this client's commands (None: closed loop)
+        self.interval = interval
+        self.next_due: float | None = None
 
     # -- helpers
+    async def _pace(self) -> float | None:
+        """Paced mode: waits for this command's turn; returns when latency counts from.
+
+        A command sent late because the previous reply came late counts from its due
+        time (no coordinated omission); one sent late only by the sleep's granularity
+        counts from when it was sent."""
+        if self.interval is None:
+            return None
+        ready = time.perf_counter()
+        if self.next_due is None:
+            self.next_due = ready + self.rng.uniform(0, self.interval)
+        due = self.next_due
+        self.next_due = due + self.interval
+        if due <= ready:
+            return due
+        await asyncio.sleep(due - ready)
+        return time.perf_counter()
+
     def _quoted(self, s: str) -> bytes:
         return b'"' + s.encode().replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
     async def _cmd(
         self, conn: Conn, name: str, line: bytes, literal: bytes | None = None
     ) -> list[bytes]:
+        since = await self._pace()
         untagged, status, seconds = await conn.command(line, literal)
+        if since is not None:
+            seconds = time.perf_counter() - since
         if not _ok(status):
             raise ProtocolError(f"{name}: {status[:120]!r}")
         done = time.monotonic()
@@ -480,6 +505,7 @@ class Client:
     async def run(self, start: float, end: float) -> None:
         self.window = (start, end)
         await asyncio.sleep(max(0.0, start - time.monotonic()))
+        self.next_due = None  # the pace starts now, not at setup
         hard_end = end + GRACE
         while time.monotonic() < end:
             try:
@@ -523,6 +549,7 @@ def _worker(
                 samples,
                 stats,
                 cfg["seed"] * 100_003 + i,
+                cfg["clients"] / cfg["rate"] if cfg["rate"] else None,
             )  # fmt: skip
             for i in indices
         ]
@@ -570,8 +597,14 @@ def run_mixed(
     host: str = "127.0.0.1",
     seed: int = 1,
     on_start: Any = None,
+    rate: float | None = None,
 ) -> dict[str, Any]:
-    """Runs the mixed workload; returns the figures (see :func:`summarise`)."""
+    """Runs the mixed workload; returns the figures (see :func:`summarise`).
+
+    By default each client sends its next command as soon as the last reply is in (a
+    closed loop: the server runs flat out). With ``rate`` the clients together offer
+    that many commands per second at a steady pace, each on its own schedule, and a
+    command's latency counts from when it was due."""
     if host not in ("127.0.0.1", "::1"):
         raise ValueError("benchmark traffic stays on loopback")
     cfg = {
@@ -581,6 +614,8 @@ def run_mixed(
         "password": password,
         "mix": {**DEFAULT_MIX, **(mix or {})},
         "seed": seed,
+        "clients": clients,
+        "rate": rate,
     }
     procs = max(1, min(procs, clients))
     ctx = mp.get_context("fork")
@@ -617,7 +652,9 @@ def run_mixed(
     fatal = [r["fatal"] for r in results if "fatal" in r]
     if fatal:
         raise RuntimeError(f"load worker failed: {fatal[0]}")
-    return summarise(results, duration, clients, procs, cfg["mix"])
+    out = summarise(results, duration, clients, procs, cfg["mix"])
+    out["offered_per_s"] = rate
+    return out
 
 
 def summarise(
@@ -658,7 +695,9 @@ def summarise(
 
 def format_summary(s: dict[str, Any]) -> str:
     lines = [
-        f"{s['clients']} clients ({s['procs']} processes), {s['duration_s']:.0f} s: "
+        f"{s['clients']} clients ({s['procs']} processes), {s['duration_s']:.0f} s"
+        + (f", paced at {s['offered_per_s']:,.0f}/s" if s.get("offered_per_s") else "")
+        + ": "
         f"{s['commands_per_s']:,.0f} commands/s, p50 {s['p50_ms']:.2f} ms, "
         f"p99 {s['p99_ms']:.2f} ms, {s['loops']} loops, errors {s['errors']}, "
         f"generator CPU {s['generator_cpu_s']:.1f} s",
@@ -695,11 +734,13 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=20)
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--mix", type=parse_mix, default={}, help="e.g. fetch_body=2,store=1,append=1")
+    ap.add_argument("--rate", type=float, help="paced: commands/s offered by all clients")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     users = [a.user_fmt.format(n=n) for n in range(a.users)]
     s = run_mixed(
-        a.port, users, a.password, clients=a.clients, duration=a.duration, procs=a.procs, mix=a.mix
+        a.port, users, a.password, clients=a.clients, duration=a.duration, procs=a.procs, mix=a.mix,
+        rate=a.rate,
     )
     print(format_summary(s))
     if a.json:

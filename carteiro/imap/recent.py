@@ -8,6 +8,12 @@ process share the event loop, so this process decides claims here, in memory and
 without a yield between reading and moving the marker; the store learns the new marker
 in the background, a batch at a time.
 
+Saves are coalesced: the first claim after a save starts a timer of SAVE_DELAY, and
+every claim made meanwhile goes out in the same batch. Without this, each APPEND to a
+selected mailbox (the session claims what it appended) cost a second commit of its own,
+and under load half the writer's batches were these markers. Whoever needs the store's
+count now (``settled``, ``flush``) cuts the wait short.
+
 The store still decides the first claim of each mailbox after a start, so claims made
 before a restart hold. What a crash can lose is the last unsaved marker: a few messages
 may then be \\Recent once more, which is harmless. (Several processes sharing one store
@@ -28,11 +34,16 @@ log = logging.getLogger(__name__)
 #: mailboxes whose marker is remembered; beyond this the oldest are forgotten (their
 #: next claim asks the store again)
 MAX_MAILBOXES = 100_000
+#: how long claims gather before they are written together (what a crash can lose)
+SAVE_DELAY = 0.5
 
 
 class RecentClaims:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, save_delay: float = SAVE_DELAY) -> None:
         self._store = store
+        self._save_delay = save_delay
+        #: set to write the pending claims now instead of at the end of the delay
+        self._hurry = asyncio.Event()
         #: mailbox -> the first UID no session of this process has claimed
         self._marker: dict[int, int] = {}
         #: mailbox -> highest UID claimed here and not yet written to the store
@@ -73,15 +84,24 @@ class RecentClaims:
         while self._task is not None and (
             mailbox_id in self._pending or mailbox_id in self._writing
         ):
+            self._hurry.set()
             await asyncio.shield(self._task)
 
     async def flush(self) -> None:
         """Writes every pending claim (at shutdown)."""
         while self._task is not None:
+            self._hurry.set()
             await asyncio.shield(self._task)
 
     async def _save(self) -> None:
         try:
+            if not self._hurry.is_set():
+                try:
+                    async with asyncio.timeout(self._save_delay):
+                        await self._hurry.wait()
+                except TimeoutError:
+                    pass
+            self._hurry.clear()
             while self._pending:
                 batch, self._pending = self._pending, {}
                 self._writing = set(batch)

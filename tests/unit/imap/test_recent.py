@@ -127,3 +127,48 @@ def test_deleted_mailbox_and_forgotten_markers(
             await store.close()
 
     asyncio.run(run())
+
+
+def test_claims_gather_into_one_write_and_settled_does_not_wait_for_the_delay(
+    tmp_path: Path,
+) -> None:
+    """Claims made within the delay go to the store in one batch (not one commit per
+    APPEND); a STATUS that needs the store's count gets it at once, not after the
+    delay; left alone, the claims are saved when the delay ends."""
+
+    async def run() -> None:
+        store, acc, box = await _open(tmp_path / "g.sqlite")
+        try:
+            others = [(await store.create_mailbox(acc, f"B{i}")).id for i in range(3)]
+            boxes = [box, *others]
+            for b in boxes:
+                await store.append(b, _msgs(2))
+            claims = RecentClaims(store, save_delay=60)
+            for b in boxes:  # first claims: the store decides, one write each
+                assert await claims.claim(b, 1) == 1
+            before = store._writer.batches
+            for b in boxes:
+                assert await claims.claim(b, 2) == 2  # in memory, pending
+            await asyncio.sleep(0.05)
+            assert store._writer.batches == before  # nothing written yet
+            assert (await store.mailbox_status(box)).recent == 1
+            t0 = asyncio.get_running_loop().time()
+            await claims.settled(box)
+            assert asyncio.get_running_loop().time() - t0 < 10  # not the 60 s delay
+            assert store._writer.batches == before + 1  # every mailbox in one batch
+            for b in boxes:
+                assert (await store.mailbox_status(b)).recent == 0
+
+            quick = RecentClaims(store, save_delay=0.05)
+            for b in boxes:
+                await store.append(b, _msgs(2, 10))
+                assert await quick.claim(b, 3) == 3  # the store decides the first claim
+                assert await quick.claim(b, 4) == 4  # pending in memory
+            assert (await store.mailbox_status(box)).recent == 1
+            await asyncio.sleep(0.5)
+            for b in boxes:
+                assert (await store.mailbox_status(b)).recent == 0  # saved after the delay
+        finally:
+            await store.close()
+
+    asyncio.run(run())
