@@ -285,10 +285,16 @@ def tree_cpu(pid: int) -> float:
     return ticks / CLK_TCK
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports: all bound at once, so the kernel cannot hand out the
+    same one twice (which made Dovecot refuse a duplicate listener)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(n):
+            s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            s.bind(("127.0.0.1", 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
 
 
 # --- the instance ---------------------------------------------------------------------
@@ -525,9 +531,9 @@ class Dovecot:
         self._raise_inotify_instances()
         last_error = ""
         for _attempt in range(3):  # a port taken between probe and bind: retry
-            self.imap_port = _free_port()
-            self.imaps_port = _free_port() if self.tls_cert else 0
-            self.lmtp_port = _free_port() if self.lmtp else 0
+            self.imap_port, imaps, lmtp = _free_ports(3)
+            self.imaps_port = imaps if self.tls_cert else 0
+            self.lmtp_port = lmtp if self.lmtp else 0
             self.conf_path.write_text(self._config_text(), encoding="utf-8")
             try:
                 self._spawn()

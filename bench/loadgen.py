@@ -739,7 +739,13 @@ def main() -> None:
     a = ap.parse_args()
     users = [a.user_fmt.format(n=n) for n in range(a.users)]
     s = run_mixed(
-        a.port, users, a.password, clients=a.clients, duration=a.duration, procs=a.procs, mix=a.mix,
+        a.port,
+        users,
+        a.password,
+        clients=a.clients,
+        duration=a.duration,
+        procs=a.procs,
+        mix=a.mix,
         rate=a.rate,
     )
     print(format_summary(s))
