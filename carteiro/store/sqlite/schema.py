@@ -277,9 +277,16 @@ END;
 READER_MMAP_BYTES = 2 << 30
 
 
+#: how long a connection waits for a lock another one holds (ms)
+BUSY_TIMEOUT_MS = 30_000
+#: the WAL file is cut back to this size when the log starts over (bytes)
+WAL_SIZE_LIMIT = 64 << 20
+
+
 def configure(conn: sqlite3.Connection, *, writer: bool) -> None:
     """Pragmas for every connection; the writer also owns journal mode and schema."""
-    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA cache_size = -32768")  # 32 MiB
