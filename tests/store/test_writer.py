@@ -91,6 +91,8 @@ def test_wal_stays_bounded_while_readers_never_stop(
 
     monkeypatch.setattr(writer_module, "CHECKPOINT_INTERVAL", 0.02)
     monkeypatch.setattr(writer_module, "WAL_HIGH_WATER_FRAMES", 64)  # 256 KiB
+    monkeypatch.setattr(writer_module, "RESTART_BACKOFF", 0.02)
+    monkeypatch.setattr(writer_module, "RESTART_BACKOFF_MAX", 0.04)
     path = tmp_path / "wal.sqlite"
     wal = Path(f"{path}-wal")
     blob = bytes(range(256)) * 256  # 64 KiB: 16 pages or more per commit
@@ -136,3 +138,63 @@ def test_wal_stays_bounded_while_readers_never_stop(
     # unbounded, 400 such commits make a 53 MiB log; bounded it stayed under 8 MiB
     assert largest < 16 * 1024 * 1024, f"WAL grew to {largest / 1048576:.1f} MiB"
     assert restarts > 0
+
+
+def test_a_long_read_is_not_made_to_hold_commits_back_again_and_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader that stays in the log for long (a big FETCH) makes each RESTART wait its
+    whole RESTART_WAIT_MS, holding commits back: after a refused one the next waits
+    for a back-off that doubles, instead of coming at every checkpoint."""
+    from carteiro.store.sqlite import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "CHECKPOINT_INTERVAL", 0.02)
+    monkeypatch.setattr(writer_module, "WAL_HIGH_WATER_FRAMES", 8)
+    monkeypatch.setattr(writer_module, "RESTART_WAIT_MS", 20)
+    monkeypatch.setattr(writer_module, "RESTART_BACKOFF", 0.2)
+    monkeypatch.setattr(writer_module, "RESTART_BACKOFF_MAX", 1.0)
+    path = tmp_path / "long.sqlite"
+    blob = bytes(64 * 1024)
+
+    def op(conn: sqlite3.Connection, events: Events) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS big (data BLOB)")
+        conn.execute("INSERT INTO big VALUES (?)", (blob,))
+
+    reading = threading.Event()
+    done = threading.Event()
+
+    def long_read() -> None:
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            conn.execute("BEGIN")
+            conn.execute("SELECT count(*) FROM big").fetchone()  # a snapshot in the log
+            reading.set()
+            done.wait(10)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    async def run() -> tuple[int, int]:
+        writer = Writer(path, lambda events: None)
+        writer.start()
+        try:
+            await writer.submit(op)
+            reader = threading.Thread(target=long_read)
+            reader.start()
+            assert await asyncio.to_thread(reading.wait, 10)
+            commits = 0
+            deadline = time.monotonic() + 1.5
+            while time.monotonic() < deadline:
+                await writer.submit(op)
+                commits += 1
+            done.set()
+            reader.join()
+            return writer.restarts_refused, commits
+        finally:
+            done.set()
+            writer.stop()
+
+    refused, commits = asyncio.run(run())
+    # at every checkpoint it would be ~35 refusals in 1.5 s; backing off 0.2, 0.4, 0.8 s:
+    assert 1 <= refused <= 6, refused
+    assert commits > 50  # commits went on meanwhile

@@ -41,6 +41,11 @@ CHECKPOINT_INTERVAL = 0.5
 WAL_HIGH_WATER_FRAMES = 16_384
 #: how long that checkpoint may hold new commits back while it waits for readers (ms)
 RESTART_WAIT_MS = 100
+#: after a RESTART that the readers outlasted, the next waits this long, doubling up to
+#: RESTART_BACKOFF_MAX (seconds): a long read (a big FETCH) must not hold commits back
+#: for RESTART_WAIT_MS at every checkpoint for as long as it lasts
+RESTART_BACKOFF = 0.5
+RESTART_BACKOFF_MAX = 4.0
 #: background work waits until no operation has come for this long (seconds), so a
 #: burst of writes (an APPEND storm, a big delivery) never waits behind it
 IDLE_DELAY = 0.05
@@ -96,7 +101,10 @@ class Writer:
         self._start_error: BaseException | None = None
         #: set by the checkpointer once the log is past its high-water mark
         self._restart_due = False
-        self.restarts = 0  # RESTART checkpoints run (statistics)
+        self._restart_backoff = 0.0  # seconds; 0 after a RESTART that completed
+        self._restart_not_before = 0.0  # monotonic time of the next allowed attempt
+        self.restarts = 0  # RESTART checkpoints that completed (statistics)
+        self.restarts_refused = 0  # ... that readers outlasted
         self.batches = 0  # statistics, for benchmarks and tests
         self.ops = 0
 
@@ -219,7 +227,7 @@ class Writer:
                 except sqlite3.Error:
                     log.exception("sqlite store: checkpoint failed")
                     continue
-                if frames >= WAL_HIGH_WATER_FRAMES:
+                if frames >= WAL_HIGH_WATER_FRAMES and time.monotonic() >= self._restart_not_before:
                     self._restart_due = True
         finally:
             conn.close()
@@ -231,16 +239,25 @@ class Writer:
         the log from its start and ``journal_size_limit`` cuts the file back. Run here
         rather than on the checkpointer's connection, which would have to win the write
         lock from a writer that takes it back after every batch. If the readers do not
-        leave in time it is asked for again at the next checkpoint."""
+        leave in time it is asked for again later, after a back-off that doubles."""
         self._restart_due = False
         conn.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")
         try:
-            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
-            self.restarts += 1
+            busy = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]
         except sqlite3.Error:
             log.exception("sqlite store: checkpoint failed")
+            busy = 1
         finally:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if busy:
+            self.restarts_refused += 1
+            self._restart_backoff = min(
+                RESTART_BACKOFF_MAX, max(RESTART_BACKOFF, 2 * self._restart_backoff)
+            )
+            self._restart_not_before = time.monotonic() + self._restart_backoff
+        else:
+            self._restart_backoff = 0.0
+            self.restarts += 1
 
     def _idle_step(self, conn: sqlite3.Connection) -> bool:
         assert self._idle is not None
