@@ -75,6 +75,14 @@ def test_failures_are_undone_alone_with_and_without_a_batch(tmp_path: Path) -> N
     assert (2, None) not in seen and (5, None) not in seen  # failed: nothing announced
 
 
+def _tune(monkeypatch: pytest.MonkeyPatch, **knobs: float) -> None:
+    """Small values for the writer's checkpoint settings, so a test sees them act."""
+    from carteiro.store.sqlite import writer as writer_module
+
+    for name, value in knobs.items():
+        monkeypatch.setattr(writer_module, name, value)
+
+
 def _size(path: Path) -> int:
     return path.stat().st_size
 
@@ -85,14 +93,15 @@ def test_wal_stays_bounded_while_readers_never_stop(
     """Under steady writes with a reader always inside a read transaction, passive
     checkpoints copy the log into the database but the log never starts over: on a busy
     server it grew by gigabytes (2.7 GB in 2.5 minutes of the mixed benchmark). Past its
-    high-water mark the checkpointer waits briefly for a moment without readers, so the
-    next commit starts the log from the beginning and it is cut back to its size limit."""
-    from carteiro.store.sqlite import writer as writer_module
-
-    monkeypatch.setattr(writer_module, "CHECKPOINT_INTERVAL", 0.02)
-    monkeypatch.setattr(writer_module, "WAL_HIGH_WATER_FRAMES", 64)  # 256 KiB
-    monkeypatch.setattr(writer_module, "RESTART_BACKOFF", 0.02)
-    monkeypatch.setattr(writer_module, "RESTART_BACKOFF_MAX", 0.04)
+    high-water mark the writer waits briefly for a moment without readers, so the next
+    commit starts the log from the beginning and it is cut back to its size limit."""
+    _tune(
+        monkeypatch,
+        CHECKPOINT_INTERVAL=0.02,
+        WAL_HIGH_WATER_FRAMES=64,  # 256 KiB
+        RESTART_BACKOFF=0.02,
+        RESTART_BACKOFF_MAX=0.04,
+    )
     path = tmp_path / "wal.sqlite"
     wal = Path(f"{path}-wal")
     blob = bytes(range(256)) * 256  # 64 KiB: 16 pages or more per commit
@@ -146,13 +155,14 @@ def test_a_long_read_is_not_made_to_hold_commits_back_again_and_again(
     """A reader that stays in the log for long (a big FETCH) makes each RESTART wait its
     whole RESTART_WAIT_MS, holding commits back: after a refused one the next waits
     for a back-off that doubles, instead of coming at every checkpoint."""
-    from carteiro.store.sqlite import writer as writer_module
-
-    monkeypatch.setattr(writer_module, "CHECKPOINT_INTERVAL", 0.02)
-    monkeypatch.setattr(writer_module, "WAL_HIGH_WATER_FRAMES", 8)
-    monkeypatch.setattr(writer_module, "RESTART_WAIT_MS", 20)
-    monkeypatch.setattr(writer_module, "RESTART_BACKOFF", 0.2)
-    monkeypatch.setattr(writer_module, "RESTART_BACKOFF_MAX", 1.0)
+    _tune(
+        monkeypatch,
+        CHECKPOINT_INTERVAL=0.02,
+        WAL_HIGH_WATER_FRAMES=8,
+        RESTART_WAIT_MS=20,
+        RESTART_BACKOFF=0.2,
+        RESTART_BACKOFF_MAX=1.0,
+    )
     path = tmp_path / "long.sqlite"
     blob = bytes(64 * 1024)
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from carteiro.store.sqlite.schema import BUSY_TIMEOUT_MS, configure, migrate
+from carteiro.store.sqlite.schema import BUSY_TIMEOUT_MS, WAL_SIZE_LIMIT, configure, migrate
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,10 @@ T = TypeVar("T")
 MAX_BATCH = 256
 #: seconds between background WAL checkpoints (SQLite's automatic ones are off)
 CHECKPOINT_INTERVAL = 0.5
-#: log size (frames, 4 KiB pages) past which the checkpointer makes the log start over
-#: (64 MiB): passive checkpoints alone never get a moment without readers on a busy server
-WAL_HIGH_WATER_FRAMES = 16_384
+#: log size (frames of 4 KiB pages) past which the writer makes the log start over: the
+#: size the file is cut back to then (passive checkpoints alone never get a moment
+#: without readers on a busy server)
+WAL_HIGH_WATER_FRAMES = WAL_SIZE_LIMIT // 4096
 #: how long that checkpoint may hold new commits back while it waits for readers (ms)
 RESTART_WAIT_MS = 100
 #: after a RESTART that the readers outlasted, the next waits this long, doubling up to
