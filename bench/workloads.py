@@ -379,6 +379,141 @@ def delivery(server: Server, rcpt: str, count: int, sessions: int = 10,
     }
 
 
+# --- APPEND at 10 clients ---------------------------------------------------------------
+_APPENDUID = re.compile(rb"\[APPENDUID \d+ \d+\]")
+
+
+def _append_worker(
+    port: int, users: list[str], messages: list[bytes], deadline: float, ready: Any, go: Any,
+    out: Any,
+) -> None:  # fmt: skip
+    """One process of the APPEND workload: one session per user, each APPENDing every
+    message in ``messages`` to its INBOX, the next as soon as the last was answered."""
+
+    async def session(user: str, start: asyncio.Event, lat: list[float]) -> int:
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        n = 0
+
+        async def cmd(line: bytes, literal: bytes | None = None, plus: bool = False) -> bytes:
+            nonlocal n
+            n += 1
+            tag = b"A%d" % n
+            if literal is None:
+                w.write(tag + b" " + line + b"\r\n")
+            elif plus:
+                w.write(tag + b" " + line + b" {%d+}\r\n" % len(literal) + literal + b"\r\n")
+            else:
+                w.write(tag + b" " + line + b" {%d}\r\n" % len(literal))
+                if not (await r.readuntil(b"\r\n")).startswith(b"+"):
+                    raise ImapError("no continuation for APPEND")
+                w.write(literal + b"\r\n")
+            seen = b""
+            while True:
+                resp = await r.readuntil(b"\r\n")
+                if resp.startswith(tag + b" "):
+                    if not resp.startswith(tag + b" OK"):
+                        raise ImapError(resp.decode("latin-1").strip())
+                    return seen + resp
+                seen += resp
+
+        await r.readuntil(b"\r\n")
+        await cmd(b'LOGIN "%s" "%s"' % (user.encode(), PASSWORD.encode()))
+        caps = await cmd(b"CAPABILITY")
+        plus = b"LITERAL+" in caps.upper()
+        await start.wait()
+        errors = 0
+        for m in messages:
+            if time.monotonic() > deadline:
+                break
+            t0 = time.perf_counter()
+            status = await cmd(b"APPEND INBOX (\\Seen)", m, plus)
+            lat.append(time.perf_counter() - t0)
+            if _APPENDUID.search(status) is None:
+                errors += 1
+        await cmd(b"LOGOUT")
+        w.close()
+        return errors
+
+    async def main() -> dict[str, Any]:
+        start = asyncio.Event()
+        lat: list[float] = []
+        tasks = [asyncio.create_task(session(u, start, lat)) for u in users]
+        await asyncio.sleep(0.2)  # every session logged in and waiting
+        ready.send(True)
+        await asyncio.get_running_loop().run_in_executor(None, go.recv)
+        cpu0 = os.times()
+        start.set()
+        errors = 0
+        for t in tasks:
+            try:
+                errors += await t
+            except (OSError, ImapError, asyncio.IncompleteReadError):
+                errors += 1
+        cpu1 = os.times()
+        return {
+            "lat": lat,
+            "errors": errors,
+            "cpu": cpu1.user + cpu1.system - cpu0.user - cpu0.system,
+        }
+
+    out.send(asyncio.run(main()))
+
+
+def append_storm(server: Server, users: Sequence[str], clients: int = 10, per_client: int = 300,
+                 procs: int = 2, timeout: float = 120.0) -> dict[str, Any]:  # fmt: skip
+    """``clients`` sessions (one user each) APPEND ``per_client`` messages of ~8 KB to
+    their INBOX, each the next as soon as the last is answered (LITERAL+ where the server
+    has it, else a synchronizing literal); APPEND latency and server CPU per message."""
+    samples = sample_messages()
+    ctx = mp.get_context("fork")
+    workers = []
+    deadline = time.monotonic() + timeout
+    for p in range(procs):
+        mine = [users[i] for i in range(p, clients, procs)]
+        first = 1_000_000 + p * per_client
+        msgs = [make_variant(samples, first + i, "A") for i in range(per_client)]
+        ready_r, ready_w = ctx.Pipe(duplex=False)
+        go_r, go_w = ctx.Pipe(duplex=False)
+        out_r, out_w = ctx.Pipe(duplex=False)
+        proc = ctx.Process(
+            target=_append_worker,
+            args=(server.imap_port, mine, msgs, deadline, ready_w, go_r, out_w),
+            daemon=True,
+        )
+        proc.start()
+        workers.append((proc, ready_r, go_w, out_r))
+    for _, ready_r, _, _ in workers:
+        if not ready_r.poll(60):
+            raise RuntimeError("APPEND workers did not log in")
+        ready_r.recv()
+    cpu0 = server.cpu()
+    t0 = time.perf_counter()
+    for _, _, go_w, _ in workers:
+        go_w.send(True)
+    reports = []
+    for proc, _, _, out_r in workers:
+        if out_r.poll(timeout + 60):
+            reports.append(out_r.recv())
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+    elapsed = time.perf_counter() - t0
+    server_cpu = server.cpu() - cpu0
+    lat = [x for r in reports for x in r["lat"]]
+    missing = clients * per_client - len(lat)
+    return {
+        "clients": clients,
+        "appends": len(lat),
+        "per_s": len(lat) / elapsed,
+        "p50_ms": percentile(lat, 50) * 1000,
+        "mean_ms": sum(lat) / max(1, len(lat)) * 1000,
+        "p99_ms": percentile(lat, 99) * 1000,
+        "errors": sum(r["errors"] for r in reports) + missing,
+        "server_cpu_ms_per_append": 1000 * server_cpu / max(1, len(lat)),
+        "client_cpu_s": sum(r["cpu"] for r in reports),
+    }
+
+
 # --- TLS handshakes ---------------------------------------------------------------------
 def _tls_worker(port: int, duration: float, concurrency: int, pipe: Any) -> None:
     ctx = ssl.create_default_context()
