@@ -384,8 +384,8 @@ _APPENDUID = re.compile(rb"\[APPENDUID \d+ \d+\]")
 
 
 def _append_worker(
-    port: int, users: list[str], messages: list[bytes], deadline: float, ready: Any, go: Any,
-    out: Any,
+    port: int, users: list[str], password: str, messages: list[bytes], deadline: float,
+    ready: Any, go: Any, out: Any,
 ) -> None:  # fmt: skip
     """One process of the APPEND workload: one session per user, each APPENDing every
     message in ``messages`` to its INBOX, the next as soon as the last was answered."""
@@ -417,7 +417,7 @@ def _append_worker(
                 seen += resp
 
         await r.readuntil(b"\r\n")
-        await cmd(b'LOGIN "%s" "%s"' % (user.encode(), PASSWORD.encode()))
+        await cmd(b'LOGIN "%s" "%s"' % (user.encode(), password.encode()))
         caps = await cmd(b"CAPABILITY")
         plus = b"LITERAL+" in caps.upper()
         await start.wait()
@@ -460,7 +460,8 @@ def _append_worker(
 
 
 def append_storm(server: Server, users: Sequence[str], clients: int = 10, per_client: int = 300,
-                 procs: int = 2, timeout: float = 120.0) -> dict[str, Any]:  # fmt: skip
+                 procs: int = 2, timeout: float = 120.0,
+                 password: str = PASSWORD) -> dict[str, Any]:  # fmt: skip
     """``clients`` sessions (one user each) APPEND ``per_client`` messages of ~8 KB to
     their INBOX, each the next as soon as the last is answered (LITERAL+ where the server
     has it, else a synchronizing literal); APPEND latency and server CPU per message."""
@@ -477,7 +478,7 @@ def append_storm(server: Server, users: Sequence[str], clients: int = 10, per_cl
         out_r, out_w = ctx.Pipe(duplex=False)
         proc = ctx.Process(
             target=_append_worker,
-            args=(server.imap_port, mine, msgs, deadline, ready_w, go_r, out_w),
+            args=(server.imap_port, mine, password, msgs, deadline, ready_w, go_r, out_w),
             daemon=True,
         )
         proc.start()
