@@ -390,8 +390,14 @@ def _append_worker(
     """One process of the APPEND workload: one session per user, each APPENDing every
     message in ``messages`` to its INBOX, the next as soon as the last was answered."""
 
-    async def session(user: str, start: asyncio.Event, lat: list[float]) -> int:
-        r, w = await asyncio.open_connection("127.0.0.1", port)
+    async def session(
+        user: str, start: asyncio.Event, ready: asyncio.Queue[bool], lat: list[float]
+    ) -> int:
+        try:
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+        except BaseException:
+            ready.put_nowait(False)
+            raise
         n = 0
 
         async def cmd(line: bytes, literal: bytes | None = None, plus: bool = False) -> bytes:
@@ -416,10 +422,15 @@ def _append_worker(
                     return seen + resp
                 seen += resp
 
-        await r.readuntil(b"\r\n")
-        await cmd(b'LOGIN "%s" "%s"' % (user.encode(), password.encode()))
-        caps = await cmd(b"CAPABILITY")
+        try:
+            await r.readuntil(b"\r\n")
+            await cmd(b'LOGIN "%s" "%s"' % (user.encode(), password.encode()))
+            caps = await cmd(b"CAPABILITY")
+        except BaseException:
+            ready.put_nowait(False)  # told once per session either way
+            raise
         plus = b"LITERAL+" in caps.upper()
+        ready.put_nowait(True)
         await start.wait()
         errors = 0
         for m in messages:
@@ -437,8 +448,11 @@ def _append_worker(
     async def main() -> dict[str, Any]:
         start = asyncio.Event()
         lat: list[float] = []
-        tasks = [asyncio.create_task(session(u, start, lat)) for u in users]
-        await asyncio.sleep(0.2)  # every session logged in and waiting
+        logged_in: asyncio.Queue[bool] = asyncio.Queue()
+        tasks = [asyncio.create_task(session(u, start, logged_in, lat)) for u in users]
+        # every session logged in and waiting, or failed: LOGIN is not timed
+        for _ in users:
+            await asyncio.wait_for(logged_in.get(), 60)
         ready.send(True)
         await asyncio.get_running_loop().run_in_executor(None, go.recv)
         cpu0 = os.times()
