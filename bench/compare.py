@@ -449,6 +449,16 @@ def mixed_rows(res: Results, label: str, c: dict[str, Any], d: dict[str, Any]) -
             "",
         ],
     ]
+    kc, kd = c.get("connect"), d.get("connect")
+    if kc and kd and kc["count"] and kd["count"]:
+        rows.append(
+            [
+                f"{label}: connect to greeting p50 / p99 (ms), not a command",
+                f"{kc['p50_ms']:.2f} / {kc['p99_ms']:.2f}",
+                f"{kd['p50_ms']:.2f} / {kd['p99_ms']:.2f}",
+                ratio(kd["p50_ms"], kc["p50_ms"]) + " (p50)",
+            ]
+        )
     for name in ("APPEND", "FETCH(body)", "LOGIN", "SELECT"):
         pc, pd = c["per_command"].get(name), d["per_command"].get(name)
         if pc and pd:

@@ -197,6 +197,9 @@ def _flagset(flags: frozenset[str]) -> set[str]:
 @dataclass
 class Stats:
     lat: dict[str, list[float]] = field(default_factory=dict)
+    #: TCP connect to greeting, once per loop: not a command (not in commands/s), but
+    #: what a server that starts a process per connection spends there shows here
+    connect: list[float] = field(default_factory=list)
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
     loops: int = 0
@@ -282,7 +285,10 @@ class Client:
         return untagged
 
     async def _login(self) -> Conn:
+        t0 = time.perf_counter()
         conn = await Conn.open(self.host, self.port)
+        if self.window[0] <= time.monotonic() <= self.window[1]:
+            self.stats.connect.append(time.perf_counter() - t0)
         await self._cmd(
             conn, "LOGIN", b"LOGIN " + self._quoted(self.user) + b" " + self._quoted(self.password)
         )
@@ -567,6 +573,7 @@ def _worker(
         cpu1 = os.times()
         return {
             "lat": stats.lat,
+            "connect": stats.connect,
             "errors": stats.errors,
             "error_samples": stats.error_samples,
             "loops": stats.loops,
@@ -666,6 +673,7 @@ def summarise(
             lat.setdefault(name, []).extend(values)
     total = sum(len(v) for v in lat.values())
     every = [x for v in lat.values() for x in v]
+    connect = [x for r in results for x in r.get("connect", ())]
     per_command = {
         name: {
             "count": len(v),
@@ -685,6 +693,11 @@ def summarise(
         "p50_ms": percentile(every, 50) * 1000,
         "p99_ms": percentile(every, 99) * 1000,
         "per_command": per_command,
+        "connect": {
+            "count": len(connect),
+            "p50_ms": percentile(connect, 50) * 1000,
+            "p99_ms": percentile(connect, 99) * 1000,
+        },
         "loops": sum(r["loops"] for r in results),
         "failed_loops": sum(r["failed_loops"] for r in results),
         "errors": sum(r["errors"] for r in results),
@@ -706,6 +719,12 @@ def format_summary(s: dict[str, Any]) -> str:
         lines.append(
             f"  {name:<16} {c['count']:>8} {c['per_s']:>9,.0f}/s  "
             f"p50 {c['p50_ms']:7.2f} ms  p99 {c['p99_ms']:7.2f} ms"
+        )
+    k = s["connect"]
+    if k["count"]:
+        lines.append(
+            f"  {'(connect)':<16} {k['count']:>8} {'':>11}  "
+            f"p50 {k['p50_ms']:7.2f} ms  p99 {k['p99_ms']:7.2f} ms"
         )
     for e in s["error_samples"]:
         lines.append(f"  ERROR {e}")

@@ -24,6 +24,10 @@ def test_closed_loop_and_paced_runs_check_clean(server: ServerThread) -> None:
     assert closed["loops"] > 0
     # every step of the loop ran and was timed
     assert {"LOGIN", "SELECT", "APPEND", "EXPUNGE", "LOGOUT"} <= set(closed["per_command"])
+    # each loop's connection is timed apart from the commands, about once per LOGIN
+    connects = closed["connect"]["count"]
+    assert abs(connects - closed["per_command"]["LOGIN"]["count"]) <= 2
+    assert closed["connect"]["p50_ms"] > 0
 
     rate = 60.0
     paced = loadgen.run_mixed(
