@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from common import PASSWORD, USER, Imap, ImapError, median, percentile, sample_messages, uid_set
 from common import variant as make_variant
+from loadgen import Conn, ProtocolError, _ok
 
 
 class Server(Protocol):
@@ -393,43 +394,18 @@ def _append_worker(
     async def session(
         user: str, start: asyncio.Event, ready: asyncio.Queue[bool], lat: list[float]
     ) -> int:
-        try:
-            r, w = await asyncio.open_connection("127.0.0.1", port)
+        async def ok(conn: Conn, line: bytes, literal: bytes | None = None) -> bytes:
+            _, status, _ = await conn.command(line, literal)
+            if not _ok(status):
+                raise ImapError(status.decode("latin-1").strip())
+            return status
+
+        try:  # told once per session either way
+            conn = await Conn.open("127.0.0.1", port)  # LITERAL+ when the greeting has it
+            await ok(conn, b'LOGIN "%s" "%s"' % (user.encode(), password.encode()))
         except BaseException:
             ready.put_nowait(False)
             raise
-        n = 0
-
-        async def cmd(line: bytes, literal: bytes | None = None, plus: bool = False) -> bytes:
-            nonlocal n
-            n += 1
-            tag = b"A%d" % n
-            if literal is None:
-                w.write(tag + b" " + line + b"\r\n")
-            elif plus:
-                w.write(tag + b" " + line + b" {%d+}\r\n" % len(literal) + literal + b"\r\n")
-            else:
-                w.write(tag + b" " + line + b" {%d}\r\n" % len(literal))
-                if not (await r.readuntil(b"\r\n")).startswith(b"+"):
-                    raise ImapError("no continuation for APPEND")
-                w.write(literal + b"\r\n")
-            seen = b""
-            while True:
-                resp = await r.readuntil(b"\r\n")
-                if resp.startswith(tag + b" "):
-                    if not resp.startswith(tag + b" OK"):
-                        raise ImapError(resp.decode("latin-1").strip())
-                    return seen + resp
-                seen += resp
-
-        try:
-            await r.readuntil(b"\r\n")
-            await cmd(b'LOGIN "%s" "%s"' % (user.encode(), password.encode()))
-            caps = await cmd(b"CAPABILITY")
-        except BaseException:
-            ready.put_nowait(False)  # told once per session either way
-            raise
-        plus = b"LITERAL+" in caps.upper()
         ready.put_nowait(True)
         await start.wait()
         errors = 0
@@ -437,13 +413,13 @@ def _append_worker(
             if time.monotonic() > deadline:
                 break
             t0 = time.perf_counter()
-            status = await cmd(b"APPEND INBOX (\\Seen)", m, plus)
+            status = await ok(conn, b"APPEND INBOX (\\Seen)", m)
             end[0] = time.perf_counter()
             lat.append(end[0] - t0)
             if _APPENDUID.search(status) is None:
                 errors += 1
-        await cmd(b"LOGOUT")
-        w.close()
+        await ok(conn, b"LOGOUT")
+        conn.close()
         return errors
 
     async def main() -> dict[str, Any]:
@@ -463,7 +439,7 @@ def _append_worker(
         for t in tasks:
             try:
                 errors += await t
-            except (OSError, ImapError, asyncio.IncompleteReadError):
+            except (OSError, ImapError, ProtocolError, asyncio.IncompleteReadError):
                 errors += 1
         cpu1 = os.times()
         return {
@@ -481,8 +457,9 @@ def append_storm(server: Server, users: Sequence[str], clients: int = 10, per_cl
                  procs: int = 2, timeout: float = 120.0,
                  password: str = PASSWORD) -> dict[str, Any]:  # fmt: skip
     """``clients`` sessions (one user each) APPEND ``per_client`` messages of ~8 KB to
-    their INBOX, each the next as soon as the last is answered (LITERAL+ where the server
-    has it, else a synchronizing literal); APPEND latency and server CPU per message."""
+    their INBOX, each the next as soon as the last is answered (LITERAL+ where the
+    server's greeting has it, else a synchronizing literal; the mixed workload's client,
+    ``loadgen.Conn``); APPEND latency and server CPU per message."""
     samples = sample_messages()
     ctx = mp.get_context("fork")
     workers = []
